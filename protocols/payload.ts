@@ -1,0 +1,187 @@
+/**
+ * Payload v1 codec: what a device publishes on devices/{id}/telemetry.
+ *
+ *   { "ts": 1732200000123, "values": { "temperature": 21.5, "door_open": false },
+ *     "seq": 42, "tags": { "room": "a1" } }
+ *
+ * The same shape travels as JSON or CBOR. The format is taken from the MQTT 5 content type when
+ * given, else from the first byte (a CBOR map starts with major type 5, 0xa0..0xbf; JSON with `{`
+ * after optional whitespace). An optional `"v": 1` names the version; another major version is
+ * refused with SLUICE_UNSUPPORTED_VERSION. Every other defect is SLUICE_BAD_PAYLOAD (or
+ * SLUICE_TOO_LARGE) with a message naming the offending field.
+ */
+import { Decoder, Encoder } from 'cbor-x';
+import { SluiceError } from './errors.js';
+import { truncate } from './topic.js';
+
+export const PAYLOAD_VERSION = 1;
+export const METRIC_NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
+export const TAG_KEY_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
+/** Names InfluxDB or our own schema reserve: never accepted as metric or tag names. */
+const RESERVED_NAMES = new Set(['time', 'gateway', 'device', '_field', '_measurement']);
+
+export type MetricValue = number | boolean;
+export type Values = Record<string, MetricValue>;
+export type Tags = Record<string, string>;
+
+export interface PayloadLimits {
+  /** Largest accepted payload in bytes. */
+  maxBytes: number;
+  /** Most metrics in one reading. */
+  maxMetrics: number;
+  /** Most tags in one reading. */
+  maxTags: number;
+  /** Longest tag value in characters. */
+  maxTagValueLength: number;
+}
+
+export const DEFAULT_PAYLOAD_LIMITS: PayloadLimits = {
+  maxBytes: 64 * 1024,
+  maxMetrics: 100,
+  maxTags: 16,
+  maxTagValueLength: 128,
+};
+
+/** A reading as decoded from one payload, before the gateway assigns its sequence. */
+export interface DecodedPayload {
+  /** Event time, ms since the epoch; undefined when the device sent none. */
+  ts?: number;
+  values: Values;
+  /** The device's own counter, if it sends one. */
+  seq?: number;
+  tags?: Tags;
+}
+
+export type PayloadFormat = 'json' | 'cbor';
+
+// Plain objects, no records extension, no tag magic: what a device sends is all we accept.
+const cborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true } as ConstructorParameters<typeof Decoder>[0]);
+const cborEncoder = new Encoder({ useRecords: false } as ConstructorParameters<typeof Encoder>[0]);
+
+function bad(message: string): SluiceError {
+  return new SluiceError('SLUICE_BAD_PAYLOAD', message);
+}
+
+export function detectFormat(buf: Uint8Array, contentType?: string): PayloadFormat {
+  if (contentType) {
+    const ct = contentType.toLowerCase();
+    if (ct.includes('cbor')) return 'cbor';
+    if (ct.includes('json')) return 'json';
+  }
+  for (let i = 0; i < buf.length; i++) {
+    const b = buf[i];
+    if (b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d) continue;
+    if (b === 0x7b) return 'json';
+    if (b >= 0xa0 && b <= 0xbf) return 'cbor';
+    // A CBOR tag (0xc0..0xdb) or anything else: let the CBOR decoder give the precise error,
+    // unless it is printable ASCII, which is far more likely a broken JSON document.
+    return b >= 0x20 && b < 0x7f ? 'json' : 'cbor';
+  }
+  throw bad('empty payload');
+}
+
+/**
+ * Decode and validate a payload v1. `metric` is set for the single-metric topic form, whose
+ * payload is a plain number (or true/false) as text.
+ */
+export function decodePayload(
+  buf: Uint8Array,
+  opts: { contentType?: string; metric?: string; limits?: PayloadLimits } = {},
+): DecodedPayload {
+  const limits = opts.limits ?? DEFAULT_PAYLOAD_LIMITS;
+  if (buf.length > limits.maxBytes) {
+    throw new SluiceError('SLUICE_TOO_LARGE', `payload of ${buf.length} bytes exceeds the limit of ${limits.maxBytes} bytes`);
+  }
+  if (opts.metric !== undefined) return decodeSingleMetric(buf, opts.metric);
+  const format = detectFormat(buf, opts.contentType);
+  let doc: unknown;
+  try {
+    doc = format === 'json' ? JSON.parse(Buffer.from(buf.buffer, buf.byteOffset, buf.length).toString('utf8')) : cborDecoder.decode(buf);
+  } catch (err) {
+    throw new SluiceError('SLUICE_BAD_PAYLOAD', `payload is not valid ${format.toUpperCase()}: ${(err as Error).message}`, { cause: err });
+  }
+  return validatePayload(doc, limits);
+}
+
+function decodeSingleMetric(buf: Uint8Array, metric: string): DecodedPayload {
+  if (!METRIC_NAME_RE.test(metric) || RESERVED_NAMES.has(metric)) throw bad(`bad metric name "${truncate(metric)}"`);
+  const text = Buffer.from(buf.buffer, buf.byteOffset, buf.length).toString('utf8').trim();
+  if (text === 'true' || text === 'false') return { values: { [metric]: text === 'true' } };
+  // Number() accepts '' and '0x10'; insist on a decimal literal.
+  if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(text)) {
+    throw bad(`single-metric payload for "${metric}" must be a number or true/false, got "${truncate(text, 40)}"`);
+  }
+  const n = Number(text);
+  if (!Number.isFinite(n)) throw bad(`single-metric payload for "${metric}" is not a finite number`);
+  return { values: { [metric]: n } };
+}
+
+const KNOWN_KEYS = new Set(['v', 'ts', 'values', 'seq', 'tags']);
+
+function isPlainObject(x: unknown): x is Record<string, unknown> {
+  if (x === null || typeof x !== 'object' || Array.isArray(x) || x instanceof Uint8Array) return false;
+  const proto = Object.getPrototypeOf(x);
+  return proto === Object.prototype || proto === null;
+}
+
+export function validatePayload(doc: unknown, limits: PayloadLimits = DEFAULT_PAYLOAD_LIMITS): DecodedPayload {
+  if (!isPlainObject(doc)) throw bad('payload must be an object with a "values" map');
+  for (const key of Object.keys(doc)) {
+    if (!KNOWN_KEYS.has(key)) throw bad(`unknown field "${truncate(key, 40)}" (allowed: v, ts, values, seq, tags)`);
+  }
+  if (doc.v !== undefined) {
+    if (typeof doc.v !== 'number' || !Number.isInteger(doc.v)) throw bad('"v" must be an integer version');
+    if (doc.v !== PAYLOAD_VERSION) {
+      throw new SluiceError('SLUICE_UNSUPPORTED_VERSION', `payload version ${doc.v} is not supported (this gateway reads version ${PAYLOAD_VERSION})`);
+    }
+  }
+  const out: DecodedPayload = { values: {} };
+  if (doc.ts !== undefined) {
+    if (typeof doc.ts !== 'number' || !Number.isSafeInteger(doc.ts) || doc.ts < 0) {
+      throw bad('"ts" must be a non-negative integer: event time in milliseconds since the epoch');
+    }
+    out.ts = doc.ts;
+  }
+  if (doc.seq !== undefined) {
+    if (typeof doc.seq !== 'number' || !Number.isSafeInteger(doc.seq) || doc.seq < 0) throw bad('"seq" must be a non-negative integer');
+    out.seq = doc.seq;
+  }
+  if (!isPlainObject(doc.values)) throw bad('"values" must be a map of metric name to number or boolean');
+  const names = Object.keys(doc.values);
+  if (names.length === 0) throw bad('"values" must hold at least one metric');
+  if (names.length > limits.maxMetrics) throw bad(`"values" holds ${names.length} metrics, more than the limit of ${limits.maxMetrics}`);
+  for (const name of names) {
+    if (!METRIC_NAME_RE.test(name) || RESERVED_NAMES.has(name)) {
+      throw bad(`bad metric name "${truncate(name, 40)}": must match [A-Za-z][A-Za-z0-9_.-]{0,63} and not be reserved`);
+    }
+    const v = doc.values[name];
+    if (typeof v === 'boolean') out.values[name] = v;
+    else if (typeof v === 'number' && Number.isFinite(v)) out.values[name] = v;
+    else throw bad(`metric "${name}" must be a finite number or a boolean`);
+  }
+  if (doc.tags !== undefined) {
+    if (!isPlainObject(doc.tags)) throw bad('"tags" must be a map of string to string');
+    const keys = Object.keys(doc.tags);
+    if (keys.length > limits.maxTags) throw bad(`"tags" holds ${keys.length} tags, more than the limit of ${limits.maxTags}`);
+    const tags: Tags = {};
+    for (const k of keys) {
+      if (!TAG_KEY_RE.test(k) || RESERVED_NAMES.has(k)) throw bad(`bad tag name "${truncate(k, 40)}"`);
+      const tv = doc.tags[k];
+      if (typeof tv !== 'string' || tv.length === 0) throw bad(`tag "${k}" must be a non-empty string`);
+      if (tv.length > limits.maxTagValueLength) throw bad(`tag "${k}" is longer than ${limits.maxTagValueLength} characters`);
+      tags[k] = tv;
+    }
+    if (keys.length > 0) out.tags = tags;
+  }
+  return out;
+}
+
+export function encodePayload(p: DecodedPayload & { v?: number }, format: PayloadFormat = 'json'): Buffer {
+  const doc: Record<string, unknown> = {};
+  if (p.v !== undefined) doc.v = p.v;
+  if (p.ts !== undefined) doc.ts = p.ts;
+  doc.values = p.values;
+  if (p.seq !== undefined) doc.seq = p.seq;
+  if (p.tags !== undefined) doc.tags = p.tags;
+  return format === 'json' ? Buffer.from(JSON.stringify(doc)) : Buffer.from(cborEncoder.encode(doc));
+}

@@ -1,0 +1,50 @@
+/**
+ * Topic grammar (ARCHITECTURE.md "Wire formats"):
+ *   devices/{deviceId}/telemetry            one reading, payload v1
+ *   devices/{deviceId}/telemetry/{metric}   one metric as a plain number (or true/false)
+ * deviceId matches [A-Za-z0-9_.-]{1,64}; metric names use the same alphabet.
+ */
+import { SluiceError } from './errors.js';
+
+export const DEVICE_ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+export const METRIC_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+export interface TelemetryTopic {
+  deviceId: string;
+  /** Set for the single-metric form `devices/{id}/telemetry/{metric}`. */
+  metric?: string;
+}
+
+export function isTelemetryTopic(topic: string): boolean {
+  return topic.startsWith('devices/') && /^devices\/[^/]*\/telemetry(\/|$)/.test(topic);
+}
+
+/**
+ * Parse a telemetry topic. Returns null for topics outside the telemetry namespace
+ * (they are brokered normally); throws SLUICE_BAD_TOPIC for a telemetry topic that is malformed.
+ */
+export function parseTelemetryTopic(topic: string): TelemetryTopic | null {
+  if (!isTelemetryTopic(topic)) return null;
+  const parts = topic.split('/');
+  const deviceId = parts[1];
+  if (!DEVICE_ID_RE.test(deviceId)) {
+    throw new SluiceError('SLUICE_BAD_TOPIC', `bad device id in topic "${truncate(topic)}": must match [A-Za-z0-9_.-]{1,64}`);
+  }
+  if (parts.length === 3) return { deviceId };
+  if (parts.length === 4) {
+    const metric = parts[3];
+    if (!METRIC_RE.test(metric)) {
+      throw new SluiceError('SLUICE_BAD_TOPIC', `bad metric name in topic "${truncate(topic)}": must match [A-Za-z0-9_.-]{1,64}`);
+    }
+    return { deviceId, metric };
+  }
+  throw new SluiceError('SLUICE_BAD_TOPIC', `telemetry topic "${truncate(topic)}" has too many levels (want devices/{id}/telemetry[/{metric}])`);
+}
+
+export function telemetryTopic(deviceId: string, metric?: string): string {
+  return metric === undefined ? `devices/${deviceId}/telemetry` : `devices/${deviceId}/telemetry/${metric}`;
+}
+
+export function truncate(s: string, n = 80): string {
+  return s.length <= n ? s : `${s.slice(0, n)}…`;
+}
