@@ -1,0 +1,132 @@
+/**
+ * `sluice gateway …`: run the gateway, check its config, show its status, list dead letters.
+ */
+import { Command, Option } from 'commander';
+import pino from 'pino';
+import { join } from 'node:path';
+import { isSluiceError } from '../protocols/errors.js';
+import { loadGatewayConfig } from './config.js';
+import { Gateway } from './gateway.js';
+import { DurableLog } from './log.js';
+
+function fail(err: unknown): never {
+  process.stderr.write(`sluice gateway: ${(err as Error).message}\n`);
+  process.exit(isSluiceError(err, 'SLUICE_BAD_CONFIG') ? 2 : 1);
+}
+
+export function register(program: Command): void {
+  const gw = program
+    .command('gateway')
+    .description('run the edge gateway: MQTT broker → durable log → cloud forwarder')
+    .option('--config <file>', 'YAML config file (flags override it)')
+    .option('--id <id>', 'gateway id at the cloud')
+    .option('--mqtt <host:port>', 'MQTT listen address (default 0.0.0.0:1883)')
+    .option('--http <host:port>', 'HTTP listen address for /metrics, /healthz, /readyz, /status')
+    .option('--data <dir>', 'data directory (durable log, window state)')
+    .option('--cloud <url>', 'cloud ingest base URL')
+    .option('--cloud-token <token>', 'bearer token of this gateway at the cloud (or env SLUICE_CLOUD_TOKEN)')
+    .option('--allow-anonymous', 'accept MQTT clients without credentials')
+    .addOption(new Option('--sync <policy>', 'fsync policy of the log').choices(['always', 'interval', 'never']))
+    .option('--quota <size>', 'disk quota of the log, e.g. 512MiB')
+    .addOption(new Option('--when-full <policy>', 'what to do when the quota is reached').choices(['block', 'drop-oldest']))
+    .option('--check-config', 'validate the configuration and exit')
+    .option('--log-level <level>', 'log level (trace, debug, info, warn, error)', 'info')
+    .action(async (opts) => {
+      let config;
+      try {
+        config = loadGatewayConfig(opts.config, {
+          id: opts.id,
+          mqtt: opts.mqtt,
+          http: opts.http,
+          data: opts.data,
+          cloud: opts.cloud,
+          cloudToken: opts.cloudToken,
+          allowAnonymous: opts.allowAnonymous,
+          'log.sync': opts.sync,
+          'log.quota': opts.quota,
+          'log.whenFull': opts.whenFull,
+        });
+      } catch (err) {
+        fail(err);
+      }
+      if (opts.checkConfig) {
+        process.stdout.write('configuration ok\n');
+        return;
+      }
+      const logger = pino({ name: 'sluice-gateway', level: opts.logLevel }, pino.destination(2));
+      const gateway = new Gateway({ ...config, logger });
+      let addrs;
+      try {
+        addrs = await gateway.start();
+      } catch (err) {
+        fail(err);
+      }
+      process.stdout.write(`sluice gateway ${config.id} listening on ${addrs.mqtt}${addrs.http ? ` http ${addrs.http}` : ''}\n`);
+      let stopping = false;
+      const stop = async (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        logger.info({ signal }, 'stopping');
+        try {
+          await gateway.stop();
+          logger.info('stopped cleanly');
+          process.exit(0);
+        } catch (err) {
+          logger.error({ err: (err as Error).message }, 'unclean stop');
+          process.exit(1);
+        }
+      };
+      process.on('SIGINT', () => void stop('SIGINT'));
+      process.on('SIGTERM', () => void stop('SIGTERM'));
+    });
+
+  gw.command('status')
+    .description("print a running gateway's counters (from its /status endpoint)")
+    .requiredOption('--http <url>', 'the gateway HTTP address, e.g. http://127.0.0.1:9100')
+    .option('--json', 'print the raw JSON')
+    .action(async (opts) => {
+      const base = opts.http.startsWith('http') ? opts.http : `http://${opts.http}`;
+      const res = await fetch(new URL('/status', base)).catch((err) => fail(new Error(`cannot reach ${base}: ${err.message}`)));
+      const st: any = await res.json();
+      if (opts.json) return void process.stdout.write(`${JSON.stringify(st, null, 2)}\n`);
+      const age = st.oldestUnackedTs ? `${((Date.now() - st.oldestUnackedTs) / 1000).toFixed(1)}s` : '-';
+      const rows: Array<[string, string | number]> = [
+        ['gateway', `${st.id} (incarnation ${st.incarnation})`],
+        ['connected clients', st.broker.connected],
+        ['received', st.ingest.received],
+        ['committed', st.ingest.committed],
+        ['dropped', JSON.stringify({ ...st.ingest.dropped, evicted_quota: st.log.evicted })],
+        ['forwarded', st.forwarder.recordsForwarded],
+        ['acked seq / last seq', `${st.log.cursor} / ${st.log.nextSeq - 1}`],
+        ['backlog', `${st.log.backlogRecords} records, ${st.log.backlogBytes} bytes, oldest ${age}`],
+        ['quarantined', st.log.quarantined],
+        ['retries', st.forwarder.retries],
+        ['circuit', st.forwarder.circuit + (st.forwarder.lastError ? ` (last error: ${st.forwarder.lastError})` : '')],
+      ];
+      for (const [k, v] of rows) process.stdout.write(`${k.padEnd(22)} ${v}\n`);
+    });
+
+  gw.command('dead-letter')
+    .description('list quarantined log records and rejected payloads kept on disk (gateway must be stopped)')
+    .requiredOption('--data <dir>', 'gateway data directory')
+    .option('--limit <n>', 'most entries per area', '100')
+    .option('--json', 'one JSON object per line')
+    .action(async (opts) => {
+      const log = new DurableLog({ dir: join(opts.data, 'log') });
+      try {
+        await log.open();
+      } catch (err) {
+        fail(new Error(`cannot open the log in ${opts.data} (is the gateway still running?): ${(err as Error).message}`));
+      }
+      for (const area of ['quarantine', 'dead-letter'] as const) {
+        for await (const { id, entry } of log.listArea(area, Number(opts.limit))) {
+          const e = { area, id, ...entry };
+          if (e.payload instanceof Uint8Array) e.payload = Buffer.from(e.payload).toString('utf8');
+          if (e.value instanceof Uint8Array) e.value = Buffer.from(e.value).toString('hex');
+          if (opts.json) process.stdout.write(`${JSON.stringify(e)}\n`);
+          else process.stdout.write(`${area}\t#${id}\t${new Date(e.at).toISOString()}\t${e.topic ?? `seq ${id}`}\t${e.reason}\n`);
+        }
+      }
+      await log.close();
+    });
+}

@@ -1,0 +1,378 @@
+/**
+ * Forwarder: reads the durable log in sequence order and POSTs CBOR batches (protocols/batch.ts)
+ * to the cloud. The log cursor advances only on the cloud's ack; nothing is deleted before that.
+ *
+ * Guarantees
+ * - Batches go out in order, one at a time: batch N+1 is sent only after batch N was acked, so the
+ *   cloud never sees a gap it did not cause. (A batch always starts right after the last acked
+ *   sequence; records evicted or quarantined locally fall inside its [first, last] range.)
+ * - Response classes (telegraf-style): 200 ack → advance; 409 gap → resend from the cloud's expected
+ *   sequence; 413 → halve the batch and resend; 400 → bisect to the bad records, quarantine them and
+ *   send the rest; 401/403 → retry slowly (configuration error, loudly logged); 429/5xx/network →
+ *   exponential backoff with jitter, honouring Retry-After.
+ * - Circuit breaker: after `breakerThreshold` consecutive failures the circuit opens and only one
+ *   probe is sent per `breakerCooldownMs`, so a dead cloud is not hammered.
+ * - Never runs two sends concurrently; stop() waits for the current one (bounded by the timeout).
+ */
+import { encodeBatch, type AggRecord, type RawRecord } from '../protocols/batch.js';
+import { SluiceError } from '../protocols/errors.js';
+import type { DurableLog } from './log.js';
+import type { LogRecord } from './log-codec.js';
+
+export interface ForwarderConfig {
+  /** Cloud base URL, e.g. http://127.0.0.1:8080 */
+  cloudUrl: string;
+  /** Bearer token of this gateway at the cloud. */
+  token: string;
+  gatewayId: string;
+  /** Most records in one batch. */
+  maxBatchRecords: number;
+  /** Most bytes read from the log for one batch. */
+  maxBatchBytes: number;
+  /** Per-request timeout in ms. */
+  requestTimeoutMs: number;
+  /** First retry delay in ms; doubles per consecutive failure up to maxBackoffMs. */
+  minBackoffMs: number;
+  maxBackoffMs: number;
+  /** Consecutive failures that open the circuit. */
+  breakerThreshold: number;
+  /** While open, one probe per this many ms. */
+  breakerCooldownMs: number;
+  /** When the backlog is small, wait up to this long to fill a batch (ms). */
+  lingerMs: number;
+}
+
+export const DEFAULT_FORWARDER_CONFIG: Omit<ForwarderConfig, 'cloudUrl' | 'token' | 'gatewayId'> = {
+  maxBatchRecords: 5000,
+  maxBatchBytes: 4 * 1024 * 1024,
+  requestTimeoutMs: 30_000,
+  minBackoffMs: 250,
+  maxBackoffMs: 30_000,
+  breakerThreshold: 5,
+  breakerCooldownMs: 30_000,
+  lingerMs: 20,
+};
+
+export interface ForwarderStats {
+  batchesSent: number;
+  batchesAcked: number;
+  recordsForwarded: number;
+  retries: number;
+  gaps: number;
+  splits: number;
+  rejectedRecords: number;
+  errors: Record<string, number>;
+  consecutiveFailures: number;
+  circuit: 'closed' | 'open';
+  lastError?: string;
+  lastAckAt?: number;
+}
+
+type SendOutcome =
+  | { kind: 'ack'; acked: number }
+  | { kind: 'gap'; expected: number }
+  | { kind: 'too-large' }
+  | { kind: 'bad'; message: string }
+  | { kind: 'retry'; reason: string; retryAfterMs?: number };
+
+export class Forwarder {
+  readonly config: ForwarderConfig;
+  readonly stats: ForwarderStats = {
+    batchesSent: 0,
+    batchesAcked: 0,
+    recordsForwarded: 0,
+    retries: 0,
+    gaps: 0,
+    splits: 0,
+    rejectedRecords: 0,
+    errors: {},
+    consecutiveFailures: 0,
+    circuit: 'closed',
+  };
+  private running = false;
+  private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  private abort = new AbortController();
+  private unsubscribe: (() => void) | null = null;
+  private batchLimit: number;
+  private readonly random: () => number;
+  private readonly onLog: (level: 'warn' | 'error' | 'info', msg: string, extra?: object) => void;
+
+  constructor(
+    private readonly log: DurableLog,
+    config: Partial<ForwarderConfig> & Pick<ForwarderConfig, 'cloudUrl' | 'token' | 'gatewayId'>,
+    opts: { random?: () => number; onLog?: (level: 'warn' | 'error' | 'info', msg: string, extra?: object) => void } = {},
+  ) {
+    this.config = { ...DEFAULT_FORWARDER_CONFIG, ...config };
+    this.batchLimit = this.config.maxBatchRecords;
+    this.random = opts.random ?? Math.random;
+    this.onLog = opts.onLog ?? (() => undefined);
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.abort = new AbortController();
+    this.unsubscribe = this.log.onCommit(() => this.poke());
+    this.loop = this.run();
+  }
+
+  /** Stop after the in-flight batch (if any) completes or times out. */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    this.unsubscribe?.();
+    this.poke();
+    this.abort.abort();
+    await this.loop;
+  }
+
+  private poke(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.wake = null;
+        resolve();
+      }, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  /** Sleep that only stop() interrupts (backoff must not be cut short by new data). */
+  private backoffSleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.abort.signal.addEventListener('abort', () => {
+        clearTimeout(t);
+        resolve();
+      }, { once: true });
+    });
+  }
+
+  private async run(): Promise<void> {
+    let sentUpTo = this.log.ackedSeq;
+    while (this.running) {
+      try {
+        if (this.log.lastSeq <= sentUpTo) {
+          await this.sleep(60_000);
+          continue;
+        }
+        // Small backlog: linger briefly so a batch carries more than one reading.
+        if (this.log.lastSeq - sentUpTo < this.batchLimit && this.config.lingerMs > 0) await this.sleep(this.config.lingerMs);
+        if (!this.running) break;
+        const { records, upTo } = await this.log.read(sentUpTo, this.batchLimit, this.config.maxBatchBytes);
+        if (upTo <= sentUpTo) continue;
+        const next = await this.deliver(sentUpTo + 1, upTo, records);
+        sentUpTo = next;
+      } catch (err) {
+        if (!this.running) break;
+        this.count('internal');
+        this.onLog('error', 'forwarder error', { err: (err as Error).message });
+        await this.backoffSleep(this.config.minBackoffMs);
+      }
+    }
+  }
+
+  /**
+   * Deliver records covering [first, last] until acked. Returns the new "sent and acked up to"
+   * sequence (normally `last`; earlier after a 409 asked us to resend).
+   */
+  private async deliver(first: number, last: number, records: LogRecord[]): Promise<number> {
+    for (;;) {
+      if (!this.running) return first - 1;
+      const outcome = await this.send(first, last, records);
+      switch (outcome.kind) {
+        case 'ack': {
+          this.succeeded();
+          this.stats.batchesAcked++;
+          this.stats.recordsForwarded += records.length;
+          this.stats.lastAckAt = Date.now();
+          if (outcome.acked < last) {
+            // The cloud holds less than we sent (it should not on a 200): resume after what it holds.
+            this.count('partial_ack');
+            if (outcome.acked > this.log.ackedSeq) await this.log.ack(outcome.acked);
+            this.log.rewind(Math.max(outcome.acked, this.log.ackedSeq));
+            return Math.max(outcome.acked, this.log.ackedSeq);
+          }
+          await this.log.ack(last);
+          if (this.batchLimit < this.config.maxBatchRecords) this.batchLimit = Math.min(this.config.maxBatchRecords, this.batchLimit * 2);
+          return last;
+        }
+        case 'gap': {
+          this.stats.gaps++;
+          this.succeeded();
+          const resumeAfter = outcome.expected - 1;
+          if (resumeAfter < this.log.ackedSeq) {
+            // The cloud lost state we already deleted: nothing to resend. Say so loudly and go on.
+            this.count('cloud_regressed');
+            this.onLog('error', 'cloud expects records already acknowledged and deleted; continuing after them', {
+              expected: outcome.expected,
+              acked: this.log.ackedSeq,
+            });
+            await this.backoffSleep(this.nextBackoff());
+            return first - 1;
+          }
+          this.onLog('warn', 'cloud reported a sequence gap; resending', { expected: outcome.expected, first });
+          this.log.rewind(resumeAfter);
+          return resumeAfter;
+        }
+        case 'too-large': {
+          this.stats.splits++;
+          if (records.length <= 1) {
+            await this.rejectRecords(first, last, records, 'batch too large for the cloud even with one record');
+            return last;
+          }
+          this.batchLimit = Math.max(1, Math.floor(records.length / 2));
+          const mid = records[Math.floor(records.length / 2) - 1].seq;
+          const a = await this.deliver(first, mid, records.filter((r) => r.seq <= mid));
+          if (a !== mid) return a;
+          return this.deliver(mid + 1, last, records.filter((r) => r.seq > mid));
+        }
+        case 'bad': {
+          this.succeeded();
+          if (records.length <= 1) {
+            await this.rejectRecords(first, last, records, outcome.message);
+            return last;
+          }
+          // Bisect to find the bad records; good halves are delivered normally.
+          const mid = records[Math.floor(records.length / 2) - 1].seq;
+          const a = await this.deliver(first, mid, records.filter((r) => r.seq <= mid));
+          if (a !== mid) return a;
+          return this.deliver(mid + 1, last, records.filter((r) => r.seq > mid));
+        }
+        case 'retry': {
+          this.failed(outcome.reason);
+          const delay = Math.max(outcome.retryAfterMs ?? 0, this.nextBackoff());
+          this.stats.retries++;
+          await this.backoffSleep(delay);
+          continue;
+        }
+      }
+    }
+  }
+
+  /** Quarantine records the cloud refuses, then tell the cloud to skip their range (empty batch). */
+  private async rejectRecords(first: number, last: number, records: LogRecord[], reason: string): Promise<void> {
+    this.stats.rejectedRecords += records.length;
+    this.count('rejected_by_cloud');
+    this.onLog('error', 'cloud rejected records; quarantined', { first, last, reason });
+    await this.log.quarantineRecords(records, `cloud rejected: ${reason}`);
+    // An empty batch covering the range advances the cloud's high-water mark past them.
+    for (;;) {
+      if (!this.running) return;
+      const outcome = await this.send(first, last, []);
+      if (outcome.kind === 'ack') {
+        await this.log.ack(last);
+        return;
+      }
+      if (outcome.kind === 'retry') {
+        this.failed(outcome.reason);
+        await this.backoffSleep(Math.max(outcome.retryAfterMs ?? 0, this.nextBackoff()));
+        continue;
+      }
+      // A gap or another refusal of an empty batch: give up on this range locally; the next
+      // batch's 409 handling resynchronises.
+      await this.log.ack(last);
+      return;
+    }
+  }
+
+  private nextBackoff(): number {
+    const n = Math.max(0, this.stats.consecutiveFailures - 1);
+    const cap = Math.min(this.config.maxBackoffMs, this.config.minBackoffMs * 2 ** Math.min(n, 20));
+    // Full jitter keeps a fleet of gateways from retrying in lockstep.
+    const base = cap / 2 + this.random() * (cap / 2);
+    return this.stats.circuit === 'open' ? Math.max(base, this.config.breakerCooldownMs) : base;
+  }
+
+  private succeeded(): void {
+    if (this.stats.circuit === 'open') this.onLog('info', 'cloud reachable again: circuit closed');
+    this.stats.consecutiveFailures = 0;
+    this.stats.circuit = 'closed';
+  }
+
+  private failed(reason: string): void {
+    this.stats.consecutiveFailures++;
+    this.stats.lastError = reason;
+    this.count(reason.split(':')[0]);
+    if (this.stats.consecutiveFailures >= this.config.breakerThreshold && this.stats.circuit === 'closed') {
+      this.stats.circuit = 'open';
+      this.onLog('warn', 'cloud unavailable: circuit open, probing every cooldown', { reason, cooldownMs: this.config.breakerCooldownMs });
+    }
+  }
+
+  private count(reason: string): void {
+    this.stats.errors[reason] = (this.stats.errors[reason] ?? 0) + 1;
+  }
+
+  private async send(first: number, last: number, records: LogRecord[]): Promise<SendOutcome> {
+    const recs: RawRecord[] = [];
+    const aggs: AggRecord[] = [];
+    for (const r of records) {
+      if (r.kind === 'raw') {
+        const { kind: _k, ...rest } = r;
+        recs.push(rest);
+      } else {
+        const { kind: _k, ...rest } = r;
+        aggs.push(rest);
+      }
+    }
+    const body = encodeBatch({ gw: this.config.gatewayId, inc: this.log.incarnation, first, last, recs, aggs });
+    this.stats.batchesSent++;
+    let res: Response;
+    try {
+      res = await fetch(new URL('/api/v1/batches', this.config.cloudUrl), {
+        method: 'POST',
+        headers: { 'content-type': 'application/cbor', authorization: `Bearer ${this.config.token}`, accept: 'application/json' },
+        body: body as any,
+        signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.config.requestTimeoutMs)]),
+      });
+    } catch (err) {
+      return { kind: 'retry', reason: `network: ${(err as Error).cause ? String(((err as Error).cause as Error).message ?? (err as Error).cause) : (err as Error).message}` };
+    }
+    let json: any = undefined;
+    const text = await res.text().catch(() => '');
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
+    switch (res.status) {
+      case 200:
+        if (typeof json?.acked !== 'number') return { kind: 'retry', reason: 'bad_response: 200 without an acked sequence' };
+        return { kind: 'ack', acked: json.acked };
+      case 409:
+        if (typeof json?.expected !== 'number') return { kind: 'retry', reason: 'bad_response: 409 without an expected sequence' };
+        return { kind: 'gap', expected: json.expected };
+      case 413:
+        return { kind: 'too-large' };
+      case 400:
+        return { kind: 'bad', message: json?.error ?? text.slice(0, 200) };
+      case 401:
+      case 403:
+        this.onLog('error', `cloud refused this gateway's credentials (HTTP ${res.status}); check --cloud-token`, { error: json?.error });
+        return { kind: 'retry', reason: `auth: HTTP ${res.status}`, retryAfterMs: Math.max(retryAfterMs ?? 0, 5000) };
+      default:
+        return { kind: 'retry', reason: `http_${res.status}: ${json?.error ?? text.slice(0, 120)}`, retryAfterMs };
+    }
+  }
+}
+
+export function parseRetryAfter(h: string | null): number | undefined {
+  if (!h) return undefined;
+  const secs = Number(h);
+  if (Number.isFinite(secs)) return Math.max(0, secs * 1000);
+  const date = Date.parse(h);
+  return Number.isFinite(date) ? Math.max(0, date - Date.now()) : undefined;
+}
+
+export { SluiceError };

@@ -1,0 +1,149 @@
+/**
+ * The gateway process: broker → ingest → durable log → forwarder, plus a small HTTP server for
+ * /metrics, /healthz, /readyz and /status.
+ *
+ * Lifecycle: start() opens the log (resuming from its persisted cursor), starts the forwarder, then
+ * the broker, then HTTP. stop() reverses it: stop accepting MQTT, let pending commits finish, stop
+ * the forwarder after its in-flight batch, close LevelDB. Bounded by `stopTimeoutMs`.
+ */
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import pino, { type Logger } from 'pino';
+import { Broker, type BrokerConfig } from './broker.js';
+import { Forwarder, type ForwarderConfig } from './forwarder.js';
+import { Ingest } from './ingest.js';
+import { DurableLog, type LogConfig } from './log.js';
+import { gatewayMetrics } from './metrics.js';
+
+export interface GatewayConfig {
+  /** This gateway's id at the cloud ([A-Za-z0-9_.-]{1,64}). */
+  id: string;
+  /** Where the log lives. */
+  dataDir: string;
+  mqtt: { host: string; port: number };
+  /** Optional HTTP listener for /metrics, /healthz, /readyz, /status. */
+  http?: { host: string; port: number };
+  cloud: { url: string; token: string };
+  allowAnonymous: boolean;
+  log?: Partial<Omit<LogConfig, 'dir'>>;
+  forwarder?: Partial<Omit<ForwarderConfig, 'cloudUrl' | 'token' | 'gatewayId'>>;
+  broker?: Partial<Omit<BrokerConfig, 'host' | 'port' | 'allowAnonymous'>>;
+  stopTimeoutMs?: number;
+  logger?: Logger;
+}
+
+export class Gateway {
+  readonly log: DurableLog;
+  readonly ingest: Ingest;
+  readonly forwarder: Forwarder;
+  readonly broker: Broker;
+  readonly logger: Logger;
+  private http?: Server;
+  private started = false;
+  private rejectWarnings = new Map<string, number>();
+  mqttUrl = '';
+  httpUrl = '';
+
+  constructor(readonly config: GatewayConfig) {
+    this.logger = config.logger ?? pino({ name: 'sluice-gateway' });
+    this.log = new DurableLog({ dir: join(config.dataDir, 'log'), ...config.log });
+    const onLog = (level: 'warn' | 'error' | 'info', msg: string, extra?: object) => this.logger[level](extra ?? {}, msg);
+    this.ingest = new Ingest(this.log, {
+      onReject: (info) => {
+        // Log a rejected payload once per client and reason per minute: counted always, logged sparingly.
+        const key = `${info.client}|${info.code}`;
+        const last = this.rejectWarnings.get(key) ?? 0;
+        if (Date.now() - last > 60_000) {
+          this.rejectWarnings.set(key, Date.now());
+          this.logger.warn({ client: info.client, topic: info.topic, code: info.code }, `rejected payload: ${info.message}`);
+        }
+      },
+    });
+    this.forwarder = new Forwarder(this.log, { cloudUrl: config.cloud.url, token: config.cloud.token, gatewayId: config.id, ...config.forwarder }, { onLog });
+    this.broker = new Broker({ host: config.mqtt.host, port: config.mqtt.port, allowAnonymous: config.allowAnonymous, ...config.broker }, this.ingest, onLog);
+  }
+
+  async start(): Promise<{ mqtt: string; http?: string }> {
+    await this.log.open();
+    this.logger.info({ incarnation: this.log.incarnation, cursor: this.log.ackedSeq, next: this.log.lastSeq + 1, backlog: this.log.stats.backlogRecords }, 'log opened');
+    this.forwarder.start();
+    this.mqttUrl = await this.broker.start();
+    if (this.config.allowAnonymous) this.logger.warn('anonymous MQTT access is allowed (--allow-anonymous): any client on the network may publish');
+    if (this.config.http) this.httpUrl = await this.startHttp(this.config.http.host, this.config.http.port);
+    this.started = true;
+    return { mqtt: this.mqttUrl, http: this.httpUrl || undefined };
+  }
+
+  snapshotStats() {
+    return {
+      id: this.config.id,
+      incarnation: this.log.incarnation,
+      ingest: this.ingest.stats,
+      log: this.log.stats,
+      forwarder: this.forwarder.stats,
+      broker: this.broker.stats,
+    };
+  }
+
+  private async startHttp(host: string, port: number): Promise<string> {
+    const registry = gatewayMetrics(this);
+    this.http = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      const send = (code: number, body: string, type = 'text/plain; charset=utf-8') => {
+        res.writeHead(code, { 'content-type': type });
+        res.end(body);
+      };
+      if (req.method !== 'GET') return send(405, 'method not allowed\n');
+      switch (url.pathname) {
+        case '/healthz':
+          return send(200, 'ok\n');
+        case '/readyz': {
+          const st = this.snapshotStats();
+          const stuck = st.forwarder.circuit === 'open';
+          const ok = this.started && !st.log.full && !stuck;
+          return send(ok ? 200 : 503, ok ? 'ready\n' : `not ready:${st.log.full ? ' log full' : ''}${stuck ? ' cloud unreachable' : ''}\n`);
+        }
+        case '/status':
+          return void this.log.oldestUnackedTs().then((ts) =>
+            send(200, JSON.stringify({ ...this.snapshotStats(), oldestUnackedTs: ts ?? null }, null, 2), 'application/json'),
+          );
+        case '/metrics':
+          return void registry.metrics().then(
+            (text) => send(200, text, registry.contentType),
+            (err) => send(500, String(err)),
+          );
+        default:
+          return send(404, 'not found\n');
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.http!.once('error', reject);
+      this.http!.listen(port, host, () => resolve());
+    });
+    const addr = this.http.address();
+    return `http://${host}:${typeof addr === 'object' && addr ? addr.port : port}`;
+  }
+
+  async stop(): Promise<void> {
+    const deadline = this.config.stopTimeoutMs ?? 15_000;
+    const work = (async () => {
+      await this.broker.stop().catch(() => undefined);
+      await this.forwarder.stop();
+      await this.log.close();
+      if (this.http) {
+        this.http.closeAllConnections?.();
+        await new Promise<void>((r) => this.http!.close(() => r()));
+      }
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`gateway did not stop within ${deadline} ms`)), deadline);
+      timer.unref();
+    });
+    try {
+      await Promise.race([work, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

@@ -1,0 +1,532 @@
+/**
+ * The gateway's durable log: every accepted reading (and closed window) lives here, in LevelDB,
+ * until the cloud acknowledges it.
+ *
+ * Guarantees
+ * - append() assigns the sequence number synchronously, in call order; sequences strictly increase
+ *   and survive restarts (the next sequence is written atomically with every group commit).
+ * - The promise returned by append() resolves only after the record's group commit is done
+ *   (with `sync: always`, fsynced). Callers send the QoS 1 PUBACK after that, never before.
+ * - Group commit: appends arriving while a commit is in flight are written together in the next
+ *   one (up to `maxGroup` records); at most one LevelDB batch is in flight at a time, so groups
+ *   hit the disk in sequence order.
+ * - read() streams records in sequence order from a position; the backlog is never loaded whole.
+ *   A record failing its checksum is moved to the quarantine area and reported, not thrown.
+ * - ack(seq) persists the cursor first, then deletes records <= seq. A crash between the two leaves
+ *   records the next open() removes.
+ * - Quota: the unacknowledged bytes stay under `quotaBytes` and under the free space of the
+ *   filesystem minus `reserveBytes`. When full, `block` holds appends (and so the PUBACKs) until
+ *   acks free space; `drop-oldest` evicts the oldest unsent records, counting each one.
+ *
+ * On-disk key layout (one LevelDB, binary keys)
+ *   'r' ‖ seq (u64 BE)     log record (gateway/log-codec.ts)
+ *   'q' ‖ seq (u64 BE)     quarantined record: CBOR { reason, at, value }
+ *   'x' ‖ n (u64 BE)       rejected MQTT payload (dead letter): CBOR { at, topic, client, reason, payload }
+ *   'm:meta'               JSON { incarnation, created, version }
+ *   'm:next'               next sequence number (decimal)
+ *   'm:cursor'             highest sequence acknowledged by the cloud (decimal)
+ *   'm:sync'               marker written with sync:true by the `interval` sync policy
+ *   'w:…'                  window engine checkpoints (gateway/windows-*.ts)
+ */
+import { Level } from 'level';
+import { randomBytes } from 'node:crypto';
+import { statfs } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { Encoder } from 'cbor-x';
+import { SluiceError } from '../protocols/errors.js';
+import { decodeEntry, encodeEntry, KEY_BYTES, recordKey, seqOfKey, type LogEntry, type LogRecord } from './log-codec.js';
+
+export type SyncPolicy = 'always' | 'interval' | 'never';
+export type FullPolicy = 'block' | 'drop-oldest';
+
+export interface LogConfig {
+  /** Directory of the LevelDB. Created if missing. */
+  dir: string;
+  /** `always`: fsync every group commit (survives power loss); `interval`: fsync every `syncIntervalMs`; `never`: OS-buffered (survives a process crash, not power loss). */
+  sync: SyncPolicy;
+  /** With `sync: interval`, milliseconds between fsyncs. */
+  syncIntervalMs: number;
+  /** Most records in one group commit. */
+  maxGroup: number;
+  /** Most bytes of unacknowledged records the log may hold. */
+  quotaBytes: number;
+  /** Free space always left on the filesystem, in bytes. */
+  reserveBytes: number;
+  /** What to do when the quota is reached. */
+  whenFull: FullPolicy;
+  /** LevelDB write buffer (memtable) size in bytes. */
+  writeBufferBytes: number;
+}
+
+export const DEFAULT_LOG_CONFIG: Omit<LogConfig, 'dir'> = {
+  sync: 'always',
+  syncIntervalMs: 1000,
+  maxGroup: 2000,
+  quotaBytes: 1024 * 1024 * 1024,
+  reserveBytes: 64 * 1024 * 1024,
+  whenFull: 'block',
+  writeBufferBytes: 4 * 1024 * 1024,
+};
+
+export interface LogStats {
+  appended: number;
+  committed: number;
+  groupCommits: number;
+  acked: number;
+  evicted: number;
+  quarantined: number;
+  commitErrors: number;
+  backlogRecords: number;
+  backlogBytes: number;
+  nextSeq: number;
+  cursor: number;
+  blockedAppends: number;
+  full: boolean;
+}
+
+export interface ReadResult {
+  records: LogRecord[];
+  /** Highest sequence examined, including quarantined ones; read again after this. */
+  upTo: number;
+  quarantined: number[];
+}
+
+interface Pending {
+  seq: number;
+  key: Buffer;
+  value: Buffer;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+const META = Buffer.from('m:meta');
+const NEXT = Buffer.from('m:next');
+const CURSOR = Buffer.from('m:cursor');
+const SYNC_MARK = Buffer.from('m:sync');
+const R_END = Buffer.from([0x72, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+/** LevelDB's per-entry overhead is small; count the key and value and a few bytes of framing. */
+const ENTRY_OVERHEAD = 8;
+const cbor = new Encoder({ useRecords: false } as ConstructorParameters<typeof Encoder>[0]);
+
+export class DurableLog {
+  readonly config: LogConfig;
+  private db: Level<Buffer, Buffer>;
+  private opened = false;
+  private closing = false;
+  private nextSeq = 1;
+  private cursor = 0;
+  private incarnationId = '';
+  private queue: Pending[] = [];
+  private committing: Promise<void> | null = null;
+  private flushScheduled = false;
+  private unsyncedWrites = false;
+  private syncTimer: NodeJS.Timeout | null = null;
+  private diskTimer: NodeJS.Timeout | null = null;
+  private diskLimitBytes = Number.POSITIVE_INFINITY;
+  /** Bytes of records read but not acked, in order: lets ack() subtract exact sizes. */
+  private readSizes: Array<[number, number]> = [];
+  private readUpTo = 0;
+  private spaceWaiters: Array<() => void> = [];
+  private deadLetterSeq = 0;
+  private listeners = new Set<() => void>();
+  readonly stats: LogStats = {
+    appended: 0,
+    committed: 0,
+    groupCommits: 0,
+    acked: 0,
+    evicted: 0,
+    quarantined: 0,
+    commitErrors: 0,
+    backlogRecords: 0,
+    backlogBytes: 0,
+    nextSeq: 1,
+    cursor: 0,
+    blockedAppends: 0,
+    full: false,
+  };
+
+  constructor(config: Partial<LogConfig> & { dir: string }) {
+    this.config = { ...DEFAULT_LOG_CONFIG, ...config };
+    mkdirSync(this.config.dir, { recursive: true });
+    this.db = new Level<Buffer, Buffer>(this.config.dir, {
+      keyEncoding: 'buffer',
+      valueEncoding: 'buffer',
+      writeBufferSize: this.config.writeBufferBytes,
+    } as any);
+  }
+
+  get incarnation(): string {
+    return this.incarnationId;
+  }
+
+  /** Open the LevelDB, recover the sequence, cursor and backlog size. */
+  async open(): Promise<void> {
+    await this.db.open();
+    const meta = await this.db.get(META);
+    if (meta === undefined) {
+      this.incarnationId = randomBytes(8).toString('hex');
+      await this.db.put(META, Buffer.from(JSON.stringify({ incarnation: this.incarnationId, created: Date.now(), version: 1 })), { sync: true } as any);
+    } else {
+      this.incarnationId = JSON.parse(meta.toString()).incarnation;
+    }
+    const next = await this.db.get(NEXT);
+    const cursor = await this.db.get(CURSOR);
+    this.cursor = cursor ? Number(cursor.toString()) : 0;
+    this.nextSeq = next ? Number(next.toString()) : 1;
+    // Records at or below the cursor were acked before a crash cut the delete short.
+    await this.db.clear({ gte: recordKey(0), lte: recordKey(this.cursor) });
+    // Recount the backlog (keys and value sizes only) and make sure nextSeq is past every record.
+    let records = 0;
+    let bytes = 0;
+    for await (const [key, value] of this.db.iterator({ gt: recordKey(this.cursor), lt: R_END })) {
+      records++;
+      bytes += key.length + value.length + ENTRY_OVERHEAD;
+      const seq = seqOfKey(key);
+      if (seq >= this.nextSeq) this.nextSeq = seq + 1;
+    }
+    if (this.cursor >= this.nextSeq) this.nextSeq = this.cursor + 1;
+    for await (const key of this.db.keys({ gte: Buffer.from([0x78]), lt: Buffer.from([0x79]), reverse: true, limit: 1 })) {
+      this.deadLetterSeq = seqOfKey(key);
+    }
+    this.stats.backlogRecords = records;
+    this.stats.backlogBytes = bytes;
+    this.readUpTo = this.cursor;
+    this.opened = true;
+    this.syncStats();
+    if (this.config.sync === 'interval') {
+      this.syncTimer = setInterval(() => void this.periodicSync(), this.config.syncIntervalMs);
+      this.syncTimer.unref();
+    }
+    await this.checkDisk();
+    this.diskTimer = setInterval(() => void this.checkDisk(), 5000);
+    this.diskTimer.unref();
+  }
+
+  /**
+   * Append a record. The sequence number is assigned now; `committed` resolves once the record is
+   * durable. With `whenFull: block` and a full log, commit waits for space (that is the
+   * backpressure: the PUBACK is delayed).
+   */
+  append(entry: LogEntry): { seq: number; committed: Promise<void> } {
+    if (!this.opened || this.closing) {
+      return { seq: 0, committed: Promise.reject(new SluiceError('SLUICE_LOG_CLOSED', 'the log is closed', { retryable: true })) };
+    }
+    const seq = this.nextSeq++;
+    const key = recordKey(seq);
+    const value = encodeEntry(entry);
+    this.stats.appended++;
+    const committed = new Promise<void>((resolve, reject) => {
+      this.queue.push({ seq, key, value, resolve, reject });
+    });
+    this.scheduleFlush();
+    return { seq, committed };
+  }
+
+  /** Bytes of appended-but-uncommitted records plus the backlog: what the quota is checked against. */
+  private get usedBytes(): number {
+    return this.stats.backlogBytes;
+  }
+
+  private get limitBytes(): number {
+    return Math.min(this.config.quotaBytes, this.diskLimitBytes);
+  }
+
+  isFull(extra = 0): boolean {
+    return this.usedBytes + extra > this.limitBytes;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.committing) return;
+    this.flushScheduled = true;
+    // setImmediate gathers every append made in this turn of the event loop into one group.
+    setImmediate(() => {
+      this.flushScheduled = false;
+      void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    if (this.committing || this.queue.length === 0) return;
+    const run = this.commitGroups();
+    this.committing = run;
+    try {
+      await run;
+    } finally {
+      this.committing = null;
+      if (this.queue.length > 0) this.scheduleFlush();
+    }
+  }
+
+  private async commitGroups(): Promise<void> {
+    while (this.queue.length > 0) {
+      const group = this.queue.splice(0, this.config.maxGroup);
+      let bytes = 0;
+      for (const p of group) bytes += p.key.length + p.value.length + ENTRY_OVERHEAD;
+      if (this.isFull(bytes)) {
+        const ok = await this.makeRoom(bytes);
+        if (!ok) {
+          // Closing while blocked: these records were never committed, so never acknowledged.
+          const err = new SluiceError('SLUICE_LOG_CLOSED', 'the log closed while waiting for space', { retryable: true });
+          for (const p of group) p.reject(err);
+          continue;
+        }
+      }
+      const ops: Array<{ type: 'put'; key: Buffer; value: Buffer }> = group.map((p) => ({ type: 'put', key: p.key, value: p.value }));
+      const last = group[group.length - 1].seq;
+      ops.push({ type: 'put', key: NEXT, value: Buffer.from(String(last + 1)) });
+      try {
+        await this.db.batch(ops, { sync: this.config.sync === 'always' } as any);
+      } catch (err) {
+        this.stats.commitErrors++;
+        const e = new SluiceError('SLUICE_LOG_FULL', `log commit failed: ${(err as Error).message}`, { cause: err, retryable: true });
+        for (const p of group) p.reject(e);
+        continue;
+      }
+      this.unsyncedWrites = true;
+      this.stats.groupCommits++;
+      this.stats.committed += group.length;
+      this.stats.backlogRecords += group.length;
+      this.stats.backlogBytes += bytes;
+      this.syncStats();
+      for (const p of group) p.resolve();
+      this.notify();
+    }
+  }
+
+  /** Wait (block) or evict (drop-oldest) until `bytes` more fit. False if the log closed meanwhile. */
+  private async makeRoom(bytes: number): Promise<boolean> {
+    this.stats.full = true;
+    if (this.config.whenFull === 'drop-oldest') {
+      await this.evictOldest(bytes);
+      this.stats.full = this.isFull(bytes);
+      if (!this.stats.full) return true;
+    }
+    this.stats.blockedAppends++;
+    while (this.isFull(bytes)) {
+      if (this.closing) return false;
+      // Nothing at all in the backlog and still too big: the reserve/quota is smaller than one group.
+      if (this.stats.backlogRecords === 0) break;
+      await new Promise<void>((r) => this.spaceWaiters.push(r));
+    }
+    this.stats.full = false;
+    return true;
+  }
+
+  /** Evict the oldest records not yet handed to the forwarder until `bytes` more fit. */
+  private async evictOldest(bytes: number): Promise<void> {
+    let from = this.readUpTo;
+    while (this.isFull(bytes)) {
+      const dels: Buffer[] = [];
+      let freed = 0;
+      for await (const [key, value] of this.db.iterator({ gt: recordKey(from), lt: R_END, limit: 1000 })) {
+        dels.push(key);
+        freed += key.length + value.length + ENTRY_OVERHEAD;
+        from = seqOfKey(key);
+        if (!this.isFull(bytes + freed * -1)) break;
+      }
+      if (dels.length === 0) return;
+      await this.db.batch(dels.map((key) => ({ type: 'del' as const, key })));
+      this.stats.evicted += dels.length;
+      this.stats.backlogRecords -= dels.length;
+      this.stats.backlogBytes -= freed;
+    }
+    this.syncStats();
+  }
+
+  /**
+   * Read up to `limit` records (and about `maxBytes`) with sequence > `after`, in order.
+   * Corrupt records are quarantined and skipped.
+   */
+  async read(after: number, limit: number, maxBytes = 8 * 1024 * 1024): Promise<ReadResult> {
+    const records: LogRecord[] = [];
+    const quarantined: number[] = [];
+    let upTo = after;
+    let bytes = 0;
+    for await (const [key, value] of this.db.iterator({ gt: recordKey(after), lt: R_END, limit })) {
+      const seq = seqOfKey(key);
+      upTo = seq;
+      const size = key.length + value.length + ENTRY_OVERHEAD;
+      try {
+        records.push(decodeEntry(seq, value));
+      } catch (err) {
+        await this.quarantine(seq, value, (err as Error).message);
+        quarantined.push(seq);
+        continue;
+      }
+      if (seq > this.readUpTo) {
+        this.readSizes.push([seq, size]);
+        this.readUpTo = seq;
+      }
+      bytes += size;
+      if (bytes >= maxBytes) break;
+    }
+    return { records, upTo, quarantined };
+  }
+
+  /** Move one record to the quarantine area ('q' prefix) with the reason. */
+  async quarantine(seq: number, value: Uint8Array, reason: string): Promise<void> {
+    const key = recordKey(seq);
+    await this.db.batch([
+      { type: 'put', key: recordKey(seq, 0x71), value: Buffer.from(cbor.encode({ reason, at: Date.now(), value })) },
+      { type: 'del', key },
+    ]);
+    this.stats.quarantined++;
+    this.stats.backlogRecords--;
+    this.stats.backlogBytes -= key.length + value.length + ENTRY_OVERHEAD;
+    this.syncStats();
+  }
+
+  /** Quarantine records already read (e.g. refused by the cloud with 400). */
+  async quarantineRecords(records: LogRecord[], reason: string): Promise<void> {
+    for (const r of records) {
+      const key = recordKey(r.seq);
+      const value = await this.db.get(key);
+      if (value) await this.quarantine(r.seq, value, reason);
+    }
+  }
+
+  /** The cloud durably holds everything up to `seq`: persist the cursor, then drop those records. */
+  async ack(seq: number): Promise<void> {
+    if (seq <= this.cursor) return;
+    await this.db.put(CURSOR, Buffer.from(String(seq)), { sync: this.config.sync === 'always' } as any);
+    const before = this.cursor;
+    this.cursor = seq;
+    let freedRecords = 0;
+    let freedBytes = 0;
+    let i = 0;
+    while (i < this.readSizes.length && this.readSizes[i][0] <= seq) {
+      freedRecords++;
+      freedBytes += this.readSizes[i][1];
+      i++;
+    }
+    this.readSizes.splice(0, i);
+    if (this.readUpTo < seq) {
+      // Acked past what we read (cannot normally happen): recount that stretch from disk.
+      for await (const [key, value] of this.db.iterator({ gt: recordKey(this.readUpTo), lte: recordKey(seq) })) {
+        freedRecords++;
+        freedBytes += key.length + value.length + ENTRY_OVERHEAD;
+      }
+      this.readUpTo = seq;
+    }
+    await this.db.clear({ gt: recordKey(before), lte: recordKey(seq) });
+    this.stats.acked += freedRecords;
+    this.stats.backlogRecords -= freedRecords;
+    this.stats.backlogBytes -= freedBytes;
+    this.syncStats();
+    this.wakeSpaceWaiters();
+  }
+
+  /** Forget what was handed out after `seq` (the forwarder will read it again, e.g. after a 409). */
+  rewind(seq: number): void {
+    if (seq < this.cursor) seq = this.cursor;
+    this.readSizes = this.readSizes.filter(([s]) => s <= seq);
+    this.readUpTo = Math.max(seq, this.cursor);
+  }
+
+  get ackedSeq(): number {
+    return this.cursor;
+  }
+
+  get lastSeq(): number {
+    return this.nextSeq - 1;
+  }
+
+  /** Called after each commit: the forwarder waits on this instead of polling. */
+  onCommit(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private notify(): void {
+    for (const fn of this.listeners) fn();
+  }
+
+  private wakeSpaceWaiters(): void {
+    const w = this.spaceWaiters;
+    this.spaceWaiters = [];
+    for (const r of w) r();
+  }
+
+  /** Keep some room on the filesystem whatever the quota says: never run it out of space. */
+  async checkDisk(): Promise<void> {
+    try {
+      const s = await statfs(this.config.dir);
+      const free = Number(s.bavail) * Number(s.bsize);
+      this.diskLimitBytes = this.stats.backlogBytes + Math.max(0, free - this.config.reserveBytes);
+    } catch {
+      // statfs unsupported: rely on the quota alone.
+    }
+  }
+
+  private async periodicSync(): Promise<void> {
+    if (!this.unsyncedWrites || !this.opened || this.closing) return;
+    this.unsyncedWrites = false;
+    // A sync write flushes LevelDB's write-ahead log, covering every earlier unsynced write.
+    await this.db.put(SYNC_MARK, Buffer.from(String(Date.now())), { sync: true } as any).catch(() => {
+      this.unsyncedWrites = true;
+    });
+  }
+
+  /** Store a rejected MQTT payload for later inspection (`sluice gateway dead-letter`). Bounded. */
+  async deadLetter(entry: { topic: string; client: string; reason: string; payload: Uint8Array }): Promise<void> {
+    if (!this.opened || this.closing) return;
+    const n = ++this.deadLetterSeq;
+    const payload = entry.payload.length > 4096 ? entry.payload.subarray(0, 4096) : entry.payload;
+    const ops: Array<{ type: 'put' | 'del'; key: Buffer; value?: Buffer }> = [
+      { type: 'put', key: recordKey(n, 0x78), value: Buffer.from(cbor.encode({ at: Date.now(), topic: entry.topic, client: entry.client, reason: entry.reason, payload })) },
+    ];
+    if (n > 10_000) ops.push({ type: 'del', key: recordKey(n - 10_000, 0x78) });
+    await this.db.batch(ops as any);
+  }
+
+  /** Iterate quarantined records ('q') or dead-lettered payloads ('x'). */
+  async *listArea(area: 'quarantine' | 'dead-letter', limit = 1000): AsyncGenerator<{ id: number; entry: any }> {
+    const prefix = area === 'quarantine' ? 0x71 : 0x78;
+    const { decode } = await import('cbor-x');
+    for await (const [key, value] of this.db.iterator({ gte: Buffer.from([prefix]), lt: Buffer.from([prefix + 1]), limit })) {
+      if (key.length !== KEY_BYTES) continue;
+      yield { id: seqOfKey(key), entry: decode(value) };
+    }
+  }
+
+  /** Raw access for the window checkpoint and for fault-injection tests. */
+  get level(): Level<Buffer, Buffer> {
+    return this.db;
+  }
+
+  /** Oldest unacknowledged record's event time (ms), or undefined with an empty backlog. */
+  async oldestUnackedTs(): Promise<number | undefined> {
+    for await (const [key, value] of this.db.iterator({ gt: recordKey(this.cursor), lt: R_END, limit: 1 })) {
+      try {
+        const r = decodeEntry(seqOfKey(key), value);
+        return r.kind === 'raw' ? r.ts : r.end;
+      } catch {
+        return undefined;
+      }
+    }
+    return undefined;
+  }
+
+  private syncStats(): void {
+    this.stats.nextSeq = this.nextSeq;
+    this.stats.cursor = this.cursor;
+  }
+
+  /** Wait for queued commits, then close LevelDB. Appends after close() starts are refused. */
+  async close(): Promise<void> {
+    if (!this.opened) return;
+    this.closing = true;
+    if (this.syncTimer) clearInterval(this.syncTimer);
+    if (this.diskTimer) clearInterval(this.diskTimer);
+    this.wakeSpaceWaiters();
+    while (this.committing || this.queue.length > 0) {
+      if (this.committing) await this.committing;
+      else await this.flush();
+    }
+    if (this.unsyncedWrites && this.config.sync !== 'never') {
+      await this.db.put(SYNC_MARK, Buffer.from(String(Date.now())), { sync: true } as any).catch(() => undefined);
+    }
+    this.opened = false;
+    await this.db.close();
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * Prometheus metrics of the gateway, read from each stage's counters at scrape time, so the
+ * numbers in /metrics, /status and the logs are the same numbers.
+ */
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { Gateway } from './gateway.js';
+
+function mirrorCounter(reg: Registry, name: string, help: string, labelNames: string[], read: () => Array<[Record<string, string>, number]>): void {
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [reg],
+    collect() {
+      this.reset();
+      for (const [labels, v] of read()) if (v > 0) this.inc(labels, v);
+    },
+  });
+}
+
+function gauge(reg: Registry, name: string, help: string, read: () => number | Promise<number>): void {
+  new Gauge({
+    name,
+    help,
+    registers: [reg],
+    async collect() {
+      this.set(await read());
+    },
+  });
+}
+
+export function gatewayMetrics(gw: Gateway): Registry {
+  const reg = new Registry();
+  const s = () => gw.snapshotStats();
+  mirrorCounter(reg, 'sluice_gateway_received_total', 'Telemetry publishes received', [], () => [[{}, s().ingest.received]]);
+  mirrorCounter(reg, 'sluice_gateway_committed_total', 'Readings committed to the durable log', [], () => [[{}, s().ingest.committed]]);
+  mirrorCounter(reg, 'sluice_gateway_dropped_total', 'Readings or records dropped, by reason', ['reason'], () => {
+    const st = s();
+    const out: Array<[Record<string, string>, number]> = Object.entries(st.ingest.dropped).map(([reason, v]) => [{ reason }, v]);
+    out.push([{ reason: 'evicted_quota' }, st.log.evicted]);
+    out.push([{ reason: 'quarantined' }, st.log.quarantined]);
+    return out;
+  });
+  mirrorCounter(reg, 'sluice_gateway_quarantined_total', 'Log records quarantined (corrupt or refused by the cloud)', [], () => [[{}, s().log.quarantined]]);
+  mirrorCounter(reg, 'sluice_gateway_group_commits_total', 'LevelDB group commits', [], () => [[{}, s().log.groupCommits]]);
+  mirrorCounter(reg, 'sluice_gateway_forwarded_total', 'Records forwarded and acknowledged by the cloud', [], () => [[{}, s().forwarder.recordsForwarded]]);
+  mirrorCounter(reg, 'sluice_gateway_acked_total', 'Records acknowledged by the cloud and removed from the log', [], () => [[{}, s().log.acked]]);
+  mirrorCounter(reg, 'sluice_gateway_batches_total', 'Batches sent to the cloud', [], () => [[{}, s().forwarder.batchesSent]]);
+  mirrorCounter(reg, 'sluice_gateway_retries_total', 'Batch retries', [], () => [[{}, s().forwarder.retries]]);
+  mirrorCounter(reg, 'sluice_gateway_errors_total', 'Errors by stage and reason', ['stage', 'reason'], () => {
+    const st = s();
+    const out: Array<[Record<string, string>, number]> = Object.entries(st.forwarder.errors).map(([reason, v]) => [{ stage: 'forwarder', reason }, v]);
+    out.push([{ stage: 'log', reason: 'commit' }, st.log.commitErrors]);
+    out.push([{ stage: 'ingest', reason: 'commit' }, st.ingest.errors]);
+    out.push([{ stage: 'broker', reason: 'client' }, st.broker.clientErrors]);
+    return out;
+  });
+  gauge(reg, 'sluice_gateway_backlog_records', 'Records in the log not yet acknowledged by the cloud', () => s().log.backlogRecords);
+  gauge(reg, 'sluice_gateway_backlog_bytes', 'Bytes of records in the log not yet acknowledged', () => s().log.backlogBytes);
+  gauge(reg, 'sluice_gateway_oldest_unacked_age_seconds', 'Age (event time) of the oldest unacknowledged record', async () => {
+    const ts = await gw.log.oldestUnackedTs();
+    return ts === undefined ? 0 : Math.max(0, (Date.now() - ts) / 1000);
+  });
+  gauge(reg, 'sluice_gateway_connected_clients', 'Connected MQTT clients', () => s().broker.connected);
+  gauge(reg, 'sluice_gateway_pending_commits', 'Publishes waiting for their group commit', () => s().broker.pendingCommits);
+  gauge(reg, 'sluice_gateway_circuit_open', '1 while the circuit breaker to the cloud is open', () => (s().forwarder.circuit === 'open' ? 1 : 0));
+  gauge(reg, 'sluice_gateway_last_seq', 'Last sequence number assigned', () => s().log.nextSeq - 1);
+  gauge(reg, 'sluice_gateway_acked_seq', 'Highest sequence acknowledged by the cloud', () => s().log.cursor);
+  return reg;
+}

@@ -1,0 +1,148 @@
+/**
+ * Shared suite for the durable log interface (append / read range / ack / recover), run against
+ * the LevelDB implementation in a temporary directory. A new implementation registers itself in
+ * `implementations` and must pass the same tests.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DurableLog, type LogConfig } from '../../gateway/log.js';
+import { recordKey } from '../../gateway/log-codec.js';
+import { tempDir } from '../support/tmp.js';
+
+type Factory = (dir: string, cfg?: Partial<LogConfig>) => DurableLog;
+const implementations: Array<[string, Factory]> = [['leveldb', (dir, cfg) => new DurableLog({ dir, ...cfg })]];
+
+const raw = (dev: string, ts: number, temperature: number) => ({ kind: 'raw' as const, dev, ts, vals: { temperature } });
+
+describe.each(implementations)('durable log (%s)', (_name, make) => {
+  let dir: { path: string; remove(): Promise<void> };
+  let log: DurableLog;
+  beforeEach(async () => {
+    dir = await tempDir();
+    log = make(dir.path, { sync: 'never' });
+    await log.open();
+  });
+  afterEach(async () => {
+    await log.close().catch(() => undefined);
+    await dir.remove();
+  });
+
+  it('assigns strictly increasing sequences in call order and commits them in groups', async () => {
+    const appends = Array.from({ length: 500 }, (_, i) => log.append(raw(`d${i % 7}`, 1000 + i, i)));
+    expect(appends.map((a) => a.seq)).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
+    await Promise.all(appends.map((a) => a.committed));
+    expect(log.stats.committed).toBe(500);
+    // concurrent appends in one tick share group commits
+    expect(log.stats.groupCommits).toBeLessThan(10);
+    const { records, upTo } = await log.read(0, 1000);
+    expect(upTo).toBe(500);
+    expect(records.map((r) => r.seq)).toEqual(appends.map((a) => a.seq));
+    expect(records[42]).toMatchObject({ kind: 'raw', dev: 'd0', ts: 1042, vals: { temperature: 42 } });
+  });
+
+  it('reads a range after a position with a limit, in order', async () => {
+    await Promise.all(Array.from({ length: 100 }, (_, i) => log.append(raw('a', i, i)).committed));
+    const r1 = await log.read(10, 20);
+    expect(r1.records.map((r) => r.seq)).toEqual(Array.from({ length: 20 }, (_, i) => 11 + i));
+    expect(r1.upTo).toBe(30);
+    const r2 = await log.read(95, 20);
+    expect(r2.records.map((r) => r.seq)).toEqual([96, 97, 98, 99, 100]);
+  });
+
+  it('ack removes records up to the sequence and frees backlog bytes', async () => {
+    await Promise.all(Array.from({ length: 50 }, (_, i) => log.append(raw('a', i, i)).committed));
+    const bytes = log.stats.backlogBytes;
+    await log.read(0, 30);
+    await log.ack(30);
+    expect(log.stats.backlogRecords).toBe(20);
+    expect(log.stats.backlogBytes).toBeLessThan(bytes);
+    const r = await log.read(0, 100);
+    expect(r.records[0].seq).toBe(31);
+  });
+
+  it('recovers sequence, cursor and backlog after reopen', async () => {
+    await Promise.all(Array.from({ length: 40 }, (_, i) => log.append(raw('a', i, i)).committed));
+    await log.read(0, 10);
+    await log.ack(10);
+    const inc = log.incarnation;
+    await log.close();
+    log = make(dir.path, { sync: 'never' });
+    await log.open();
+    expect(log.incarnation).toBe(inc);
+    expect(log.ackedSeq).toBe(10);
+    expect(log.stats.backlogRecords).toBe(30);
+    const next = log.append(raw('a', 99, 99));
+    expect(next.seq).toBe(41);
+    await next.committed;
+    const r = await log.read(log.ackedSeq, 100);
+    expect(r.records.map((x) => x.seq)).toEqual(Array.from({ length: 31 }, (_, i) => 11 + i));
+  });
+
+  it('keeps sequences increasing after every record was acked and deleted', async () => {
+    await Promise.all(Array.from({ length: 5 }, (_, i) => log.append(raw('a', i, i)).committed));
+    await log.read(0, 10);
+    await log.ack(5);
+    await log.close();
+    log = make(dir.path, { sync: 'never' });
+    await log.open();
+    expect(log.append(raw('a', 1, 1)).seq).toBe(6);
+  });
+
+  it('quarantines a record whose bytes were flipped on disk and delivers the rest', async () => {
+    await Promise.all(Array.from({ length: 10 }, (_, i) => log.append(raw('a', i, i)).committed));
+    const key = recordKey(4);
+    const value = Buffer.from((await log.level.get(key))!);
+    value[value.length - 2] ^= 0xff;
+    await log.level.put(key, value);
+    const r = await log.read(0, 100);
+    expect(r.quarantined).toEqual([4]);
+    expect(r.records.map((x) => x.seq)).toEqual([1, 2, 3, 5, 6, 7, 8, 9, 10]);
+    expect(log.stats.quarantined).toBe(1);
+    const q = [];
+    for await (const e of log.listArea('quarantine')) q.push(e);
+    expect(q).toHaveLength(1);
+    expect(q[0].id).toBe(4);
+    expect(q[0].entry.reason).toMatch(/checksum/);
+  });
+
+  it('drop-oldest evicts the oldest unsent records and counts each one', async () => {
+    await log.close();
+    log = make(dir.path, { sync: 'never', quotaBytes: 2000, whenFull: 'drop-oldest', reserveBytes: 0 });
+    await log.open();
+    for (let i = 0; i < 200; i++) await log.append(raw('a', i, i)).committed;
+    expect(log.stats.backlogBytes).toBeLessThanOrEqual(2000);
+    expect(log.stats.evicted).toBeGreaterThan(0);
+    expect(log.stats.evicted + log.stats.backlogRecords).toBe(200);
+    const r = await log.read(0, 1000);
+    // what is left is the newest records, contiguous, ending at 200
+    expect(r.records[r.records.length - 1].seq).toBe(200);
+    expect(r.records.length).toBe(log.stats.backlogRecords);
+  });
+
+  it('block holds the commit until an ack frees space', async () => {
+    await log.close();
+    log = make(dir.path, { sync: 'never', quotaBytes: 1500, whenFull: 'block', reserveBytes: 0 });
+    await log.open();
+    let n = 0;
+    while (!log.isFull(60)) {
+      await log.append(raw('a', n, n)).committed;
+      n++;
+    }
+    let done = false;
+    const blocked = log.append(raw('a', 999, 999));
+    void blocked.committed.then(() => (done = true));
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(done).toBe(false);
+    expect(log.stats.full).toBe(true);
+    await log.read(0, 5);
+    await log.ack(5);
+    await blocked.committed;
+    expect(done).toBe(true);
+    expect(log.stats.evicted).toBe(0);
+  });
+
+  it('refuses appends after close with SLUICE_LOG_CLOSED', async () => {
+    await log.close();
+    await expect(log.append(raw('a', 1, 1)).committed).rejects.toMatchObject({ code: 'SLUICE_LOG_CLOSED' });
+  });
+});
