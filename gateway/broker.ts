@@ -89,7 +89,8 @@ export class Broker {
         done(err as any, null);
       },
       authorizePublish: (client, packet, callback) => this.authorizePublish(client, packet, callback),
-      authorizeForward: (_client, packet) => (this.refused.has(packet) ? null : packet),
+      // aedes copies the packet before forwarding but keeps the payload buffer: mark that.
+      authorizeForward: (_client, packet) => (this.refused.has(packet.payload as object) ? null : packet),
     });
     this.aedes.on('client', () => this.stats.connected++);
     this.aedes.on('clientDisconnect', () => this.stats.connected--);
@@ -125,7 +126,7 @@ export class Broker {
     const result = this.ingest.accept(packet.topic, payload, client?.id ?? '', contentType);
     if (result === null) return callback(null);
     if (!result.ok) {
-      this.refused.add(packet);
+      if (typeof packet.payload === 'object') this.refused.add(packet.payload);
       return callback(null);
     }
     this.stats.pendingCommits++;

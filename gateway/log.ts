@@ -370,6 +370,9 @@ export class DurableLog {
       { type: 'put', key: recordKey(seq, 0x71), value: Buffer.from(cbor.encode({ reason, at: Date.now(), value })) },
       { type: 'del', key },
     ]);
+    // If the forwarder already read it, forget its size so ack() does not count it twice.
+    const i = this.readSizes.findIndex(([s]) => s === seq);
+    if (i >= 0) this.readSizes.splice(i, 1);
     this.stats.quarantined++;
     this.stats.backlogRecords--;
     this.stats.backlogBytes -= key.length + value.length + ENTRY_OVERHEAD;

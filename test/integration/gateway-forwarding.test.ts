@@ -1,0 +1,204 @@
+/**
+ * Gateway in-process on real sockets (aedes on TCP, LevelDB in a temp dir, mqtt.js clients) against
+ * a scripted cloud: ordering, PUBACK-after-commit, bad payloads, and every cloud response class.
+ */
+import mqtt, { type MqttClient } from 'mqtt';
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Gateway, type GatewayConfig } from '../../gateway/gateway.js';
+import { ScriptedCloud } from '../support/scripted-cloud.js';
+import { tempDir, until } from '../support/tmp.js';
+
+let cloud: ScriptedCloud;
+let dir: { path: string; remove(): Promise<void> };
+let gw: Gateway;
+const clients: MqttClient[] = [];
+
+async function startGateway(over: Partial<GatewayConfig> = {}): Promise<Gateway> {
+  const g = new Gateway({
+    id: 'gw1',
+    dataDir: dir.path,
+    mqtt: { host: '127.0.0.1', port: 0 },
+    http: { host: '127.0.0.1', port: 0 },
+    cloud: { url: cloud.url, token: 't' },
+    allowAnonymous: true,
+    logger: pino({ level: process.env.SLUICE_TEST_LOG ?? 'silent' }),
+    log: { sync: 'never' },
+    forwarder: { minBackoffMs: 5, maxBackoffMs: 50, breakerCooldownMs: 50, lingerMs: 2 },
+    ...over,
+  });
+  await g.start();
+  return g;
+}
+
+async function connect(id: string): Promise<MqttClient> {
+  const c = await mqtt.connectAsync(gw.mqttUrl, { clientId: id, reconnectPeriod: 0 });
+  clients.push(c);
+  return c;
+}
+
+function reading(seq: number, extra: Record<string, unknown> = {}) {
+  return JSON.stringify({ ts: 1_700_000_000_000 + seq, seq, values: { temperature: 20 + seq / 100, door_open: seq % 2 === 0 }, ...extra });
+}
+
+beforeEach(async () => {
+  cloud = new ScriptedCloud();
+  await cloud.start();
+  dir = await tempDir();
+});
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.endAsync(true).catch(() => undefined)));
+  await gw?.stop().catch(() => undefined);
+  await cloud.stop();
+  await dir.remove();
+});
+
+describe('gateway forwarding', () => {
+  it('commits before PUBACK and forwards every reading in order, per device', async () => {
+    gw = await startGateway();
+    const devs = await Promise.all(['d1', 'd2', 'd3'].map(connect));
+    await Promise.all(devs.map(async (c, i) => {
+      for (let s = 1; s <= 40; s++) {
+        await c.publishAsync(`devices/d${i + 1}/telemetry`, reading(s), { qos: 1 });
+        // PUBACK received ⇒ the reading is in the log
+        expect(gw.log.stats.committed).toBeGreaterThanOrEqual(s);
+      }
+    }));
+    await until('all 120 readings at the cloud', () => cloud.records.size === 120);
+    for (const d of ['d1', 'd2', 'd3']) {
+      const seqs = [...cloud.records.values()].filter((r) => r.dev === d).sort((a, b) => a.seq - b.seq).map((r) => r.dseq);
+      expect(seqs).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    }
+    const rec = [...cloud.records.values()].find((r) => r.dev === 'd2' && r.dseq === 7)!;
+    expect(rec).toMatchObject({ ts: 1_700_000_000_007, vals: { temperature: 20.07, door_open: false } });
+    await until('log drained', () => gw.log.stats.backlogRecords === 0);
+  });
+
+  it('acknowledges a bad payload, counts and dead-letters it, and keeps serving the device', async () => {
+    gw = await startGateway();
+    const watcher = await connect('watcher');
+    const seen: string[] = [];
+    await watcher.subscribeAsync('devices/#', { qos: 1 });
+    watcher.on('message', (t, p) => seen.push(`${t} ${p}`));
+    const c = await connect('d1');
+    await c.publishAsync('devices/d1/telemetry', '{"values": {"temperature": "hot"}}', { qos: 1 });
+    await c.publishAsync('devices/d1/telemetry', 'not json at all', { qos: 1 });
+    await c.publishAsync('devices/d1/telemetry', reading(1), { qos: 1 });
+    await c.publishAsync('devices/d1/telemetry/humidity', '55.5', { qos: 1 });
+    await until('2 readings at the cloud', () => cloud.records.size === 2);
+    expect(gw.ingest.stats.dropped).toEqual({ bad_payload: 2 });
+    expect([...cloud.records.values()].map((r) => r.vals)).toEqual([{ temperature: 20.01, door_open: false }, { humidity: 55.5 }]);
+    await until('subscriber saw the two good readings', () => seen.length === 2);
+    expect(seen.some((s) => s.includes('hot'))).toBe(false);
+    const res = await fetch(`${gw.httpUrl}/metrics`);
+    expect(await res.text()).toMatch(/sluice_gateway_dropped_total\{reason="bad_payload"\} 2/);
+  });
+
+  it('brokers other topics normally for local subscribers', async () => {
+    gw = await startGateway();
+    const sub = await connect('sub');
+    await sub.subscribeAsync('factory/+/cmd', { qos: 1 });
+    const got = new Promise<string>((r) => sub.on('message', (t, p) => r(`${t}=${p}`)));
+    const pub = await connect('pub');
+    await pub.publishAsync('factory/line1/cmd', 'start', { qos: 1 });
+    expect(await got).toBe('factory/line1/cmd=start');
+    expect(cloud.requests).toBe(0);
+  });
+
+  it('retries 503 with Retry-After and delivers exactly once after recovery', async () => {
+    let failing = true;
+    cloud.script = () => (failing ? { status: 503, body: { error: 'down' }, headers: { 'retry-after': '0' } } : undefined);
+    gw = await startGateway();
+    const c = await connect('d1');
+    for (let s = 1; s <= 30; s++) await c.publishAsync('devices/d1/telemetry', reading(s), { qos: 1 });
+    await until('several failed attempts', () => gw.forwarder.stats.retries >= 3);
+    expect(gw.log.stats.backlogRecords).toBe(30);
+    failing = false;
+    await until('all delivered', () => cloud.records.size === 30 && gw.log.stats.backlogRecords === 0);
+    expect(gw.forwarder.stats.errors['http_503']).toBeGreaterThanOrEqual(3);
+  });
+
+  it('opens the circuit after repeated failures and closes it on recovery', async () => {
+    let failing = true;
+    cloud.script = () => (failing ? { status: 500, body: { error: 'boom' } } : undefined);
+    gw = await startGateway();
+    const c = await connect('d1');
+    await c.publishAsync('devices/d1/telemetry', reading(1), { qos: 1 });
+    await until('circuit open', () => gw.forwarder.stats.circuit === 'open');
+    const ready = await fetch(`${gw.httpUrl}/readyz`);
+    expect(ready.status).toBe(503);
+    failing = false;
+    await until('delivered', () => cloud.records.size === 1);
+    expect(gw.forwarder.stats.circuit).toBe('closed');
+  });
+
+  it('resends from the expected sequence after a 409 gap', async () => {
+    gw = await startGateway();
+    const c = await connect('d1');
+    for (let s = 1; s <= 10; s++) await c.publishAsync('devices/d1/telemetry', reading(s), { qos: 1 });
+    await until('10 delivered', () => cloud.records.size === 10);
+    // The cloud "forgets" the last 4 records (e.g. restored from an older backup) and reports a gap.
+    for (let s = 7; s <= 10; s++) cloud.records.delete(s);
+    cloud.hw = 6;
+    // The gateway already deleted 1..10, so it cannot resend them: it must notice, count, and go on.
+    for (let s = 11; s <= 15; s++) await c.publishAsync('devices/d1/telemetry', reading(s), { qos: 1 });
+    await until('gap reported', () => gw.forwarder.stats.gaps >= 1);
+    expect(gw.forwarder.stats.errors['cloud_regressed']).toBeGreaterThanOrEqual(1);
+  });
+
+  it('recovers from a 409 by resending the records the cloud is missing', async () => {
+    // The first batch is answered with a gap naming its own first sequence (as a cloud does when
+    // batches arrive out of order): the gateway must re-read from there and deliver exactly once.
+    let once = true;
+    cloud.script = (b) => {
+      if (once) {
+        once = false;
+        return { status: 409, body: { code: 'SLUICE_GAP', expected: b.first, error: 'gap' } };
+      }
+      return undefined;
+    };
+    gw = await startGateway();
+    const c = await connect('d1');
+    for (let s = 1; s <= 20; s++) await c.publishAsync('devices/d1/telemetry', reading(s), { qos: 1 });
+    await until('all delivered', () => cloud.records.size === 20 && gw.log.stats.backlogRecords === 0);
+    expect(gw.forwarder.stats.gaps).toBe(1);
+  });
+
+  it('on 400 bisects to the bad record, quarantines it, and delivers the rest', async () => {
+    cloud.script = (b) => (b.recs.some((r) => r.dseq === 13) ? { status: 400, body: { error: 'record 13 refused', code: 'SLUICE_BAD_BATCH' } } : undefined);
+    gw = await startGateway({ forwarder: { minBackoffMs: 5, maxBackoffMs: 50, lingerMs: 50 } });
+    const c = await connect('d1');
+    await Promise.all(Array.from({ length: 20 }, (_, i) => c.publishAsync('devices/d1/telemetry', reading(i + 1), { qos: 1 })));
+    await until('19 delivered and range skipped', () => cloud.records.size === 19 && gw.log.stats.backlogRecords === 0);
+    expect([...cloud.records.values()].some((r) => r.dseq === 13)).toBe(false);
+    expect(gw.log.stats.quarantined).toBe(1);
+    expect(cloud.hw).toBe(20);
+  });
+
+  it('on 413 splits the batch until it fits', async () => {
+    cloud.script = (b) => (b.recs.length > 8 ? { status: 413, body: { error: 'too large' } } : undefined);
+    gw = await startGateway({ forwarder: { minBackoffMs: 5, maxBackoffMs: 50, lingerMs: 50 } });
+    const c = await connect('d1');
+    await Promise.all(Array.from({ length: 50 }, (_, i) => c.publishAsync('devices/d1/telemetry', reading(i + 1), { qos: 1 })));
+    await until('all delivered', () => cloud.records.size === 50);
+    expect(gw.forwarder.stats.splits).toBeGreaterThan(0);
+    expect(Math.max(...cloud.batches.map((b) => b.recs.length))).toBeLessThanOrEqual(8);
+  });
+
+  it('resumes from its persisted cursor after a restart', async () => {
+    let failing = true;
+    cloud.script = () => (failing ? { status: 503, body: {} } : undefined);
+    gw = await startGateway();
+    let c = await connect('d1');
+    for (let s = 1; s <= 25; s++) await c.publishAsync('devices/d1/telemetry', reading(s), { qos: 1 });
+    await c.endAsync();
+    await gw.stop();
+    failing = false;
+    gw = await startGateway();
+    c = await connect('d1');
+    for (let s = 26; s <= 30; s++) await c.publishAsync('devices/d1/telemetry', reading(s), { qos: 1 });
+    await until('all 30 delivered', () => cloud.records.size === 30);
+    expect([...cloud.records.keys()].sort((a, b) => a - b)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+  });
+});
