@@ -92,7 +92,10 @@ export class Forwarder {
   private running = false;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
+  /** Aborts requests in flight (after the stop grace). */
   private abort = new AbortController();
+  /** Cuts backoff sleeps short when stopping. */
+  private stopping = new AbortController();
   private unsubscribe: (() => void) | null = null;
   private batchLimit: number;
   private readonly random: () => number;
@@ -113,16 +116,24 @@ export class Forwarder {
     if (this.running) return;
     this.running = true;
     this.abort = new AbortController();
+    this.stopping = new AbortController();
     this.unsubscribe = this.log.onCommit(() => this.poke());
     this.loop = this.run();
   }
 
-  /** Stop after the in-flight batch (if any) completes or times out. */
-  async stop(): Promise<void> {
+  /**
+   * Stop: no new batch starts; a batch in flight gets `graceMs` to be acked (so a clean shutdown
+   * does not leave a replay behind), then its request is aborted.
+   */
+  async stop(graceMs = 5000): Promise<void> {
     if (!this.running) return;
     this.running = false;
     this.unsubscribe?.();
     this.poke();
+    this.stopping.abort();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.loop, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+    clearTimeout(timer);
     this.abort.abort();
     await this.loop;
   }
@@ -150,7 +161,12 @@ export class Forwarder {
   private backoffSleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const t = setTimeout(resolve, ms);
-      this.abort.signal.addEventListener('abort', () => {
+      if (this.stopping.signal.aborted) {
+        clearTimeout(t);
+        resolve();
+        return;
+      }
+      this.stopping.signal.addEventListener('abort', () => {
         clearTimeout(t);
         resolve();
       }, { once: true });

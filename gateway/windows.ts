@@ -148,8 +148,8 @@ export class WindowEngine {
     const { idleTimeoutMs, evictAfterMs } = this.config;
     for (const d of this.devs.values()) {
       const silent = now - d.lastSeen;
-      if (d.open > 0 && silent > idleTimeoutMs) out = this.closeAll(d, true, out);
-      if (silent >= evictAfterMs) this.evict(d);
+      if (d.open > 0 && silent >= idleTimeoutMs) out = this.closeAll(d, true, out);
+
     }
     return this.finish(out);
   }
