@@ -149,7 +149,7 @@ export class WindowEngine {
     for (const d of this.devs.values()) {
       const silent = now - d.lastSeen;
       if (d.open > 0 && silent >= idleTimeoutMs) out = this.closeAll(d, true, out);
-
+      if (silent >= evictAfterMs) this.evict(d);
     }
     return this.finish(out);
   }

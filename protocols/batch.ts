@@ -16,11 +16,11 @@
  * Response: 200 with { acked: <highest sequence durably written> } (CBOR or JSON); see ARCHITECTURE.md
  * for 400/401/403/409/413/429/503.
  */
-import { Decoder, Encoder } from 'cbor-x';
 import { crc32 } from 'node:zlib';
+import { cborDecoder as decoder, cborEncoder as encoder, cborInt } from './cbor.js';
 import { SluiceError } from './errors.js';
-import { DEVICE_ID_RE } from './topic.js';
-import { METRIC_NAME_RE, TAG_KEY_RE, type Tags, type Values } from './payload.js';
+import { DEVICE_ID_RE, RESERVED_NAMES } from './topic.js';
+import { DEFAULT_PAYLOAD_LIMITS, METRIC_NAME_RE, TAG_KEY_RE, type Tags, type Values } from './payload.js';
 
 export const BATCH_VERSION = 1;
 export const GATEWAY_ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -81,12 +81,12 @@ export interface Batch {
   aggs: AggRecord[];
 }
 
-const encoder = new Encoder({ useRecords: false } as ConstructorParameters<typeof Encoder>[0]);
-const decoder = new Decoder({ useRecords: false, mapsAsObjects: true } as ConstructorParameters<typeof Decoder>[0]);
-
 export function encodeBatch(b: Omit<Batch, 'v'> & { v?: number }): Buffer {
-  const body = encoder.encode({ recs: b.recs, aggs: b.aggs });
-  const env = { v: b.v ?? BATCH_VERSION, gw: b.gw, inc: b.inc, first: b.first, last: b.last, body, crc: crc32(body) };
+  // Integer fields go out as CBOR integers (see cbor.ts); values keep their JS number encoding.
+  const recs = b.recs.map((r) => ({ ...r, seq: cborInt(r.seq), ts: cborInt(r.ts), ...(r.dseq === undefined ? {} : { dseq: cborInt(r.dseq) }) }));
+  const aggs = b.aggs.map((a) => ({ ...a, seq: cborInt(a.seq), start: cborInt(a.start), end: cborInt(a.end) }));
+  const body = encoder.encode({ recs, aggs });
+  const env = { v: b.v ?? BATCH_VERSION, gw: b.gw, inc: b.inc, first: cborInt(b.first), last: cborInt(b.last), body, crc: crc32(body) };
   return Buffer.from(encoder.encode(env));
 }
 
@@ -117,7 +117,7 @@ export function decodeBatch(buf: Uint8Array, opts: { maxBytes?: number } = {}): 
     if (typeof env.v === 'number') {
       throw new SluiceError('SLUICE_UNSUPPORTED_VERSION', `batch version ${env.v} is not supported (this cloud reads version ${BATCH_VERSION})`);
     }
-    throw bad('batch has no version field "v"');
+    throw bad(env.v === undefined ? 'batch has no version field "v"' : 'batch field "v" must be the integer version');
   }
   if (typeof env.gw !== 'string' || !GATEWAY_ID_RE.test(env.gw)) throw bad('"gw" must be a gateway id matching [A-Za-z0-9_.-]{1,64}');
   if (typeof env.inc !== 'string' || env.inc.length === 0 || env.inc.length > 64) throw bad('"inc" must be a non-empty incarnation id');
@@ -142,9 +142,13 @@ export function decodeBatch(buf: Uint8Array, opts: { maxBytes?: number } = {}): 
     prev = rec.seq;
     return rec;
   });
+  // Raw records and aggregates share the gateway's one sequence space: a number is used once.
+  const used = new Set(recs.map((r) => r.seq));
   const aggs = body.aggs.map((a, i) => {
     const agg = validateAggRecord(a, `aggs[${i}]`);
     if (agg.seq < first || agg.seq > last) throw bad(`aggs[${i}].seq ${agg.seq} is outside [${first}, ${last}]`);
+    if (used.has(agg.seq)) throw bad(`aggs[${i}].seq ${agg.seq} is used twice in the batch`);
+    used.add(agg.seq);
     return agg;
   });
   return { v: env.v, gw: env.gw, inc: env.inc, first, last, recs, aggs };
@@ -155,7 +159,7 @@ function validateValues(x: unknown, where: string): Values {
   const keys = Object.keys(x);
   if (keys.length === 0) throw bad(`${where}.vals is empty`);
   for (const k of keys) {
-    if (!METRIC_NAME_RE.test(k)) throw bad(`${where}.vals has a bad metric name`);
+    if (!METRIC_NAME_RE.test(k) || RESERVED_NAMES.has(k)) throw bad(`${where}.vals has a bad metric name "${k.slice(0, 40)}"`);
     const v = x[k];
     if (typeof v !== 'boolean' && !(typeof v === 'number' && Number.isFinite(v))) throw bad(`${where}.vals.${k} must be a finite number or boolean`);
   }
@@ -171,7 +175,10 @@ export function validateRawRecord(r: unknown, where = 'record'): RawRecord {
   if (r.tags !== undefined) {
     if (!isObj(r.tags)) throw bad(`${where}.tags must be a map`);
     for (const [k, v] of Object.entries(r.tags)) {
-      if (!TAG_KEY_RE.test(k) || typeof v !== 'string' || v.length === 0) throw bad(`${where}.tags has a bad tag`);
+      if (!TAG_KEY_RE.test(k) || RESERVED_NAMES.has(k)) throw bad(`${where}.tags has a bad tag name "${k.slice(0, 40)}"`);
+      if (typeof v !== 'string' || v.length === 0 || v.length > DEFAULT_PAYLOAD_LIMITS.maxTagValueLength) {
+        throw bad(`${where}.tags.${k} must be a non-empty string of at most ${DEFAULT_PAYLOAD_LIMITS.maxTagValueLength} characters`);
+      }
     }
     rec.tags = r.tags as Tags;
   }
@@ -195,7 +202,7 @@ export function validateAggRecord(a: unknown, where = 'aggregate'): AggRecord {
   if (!isSeq(a.rev)) throw bad(`${where}.rev must be a non-negative integer`);
   if (!isObj(a.aggs) || Object.keys(a.aggs).length === 0) throw bad(`${where}.aggs must be a non-empty map`);
   for (const [m, s] of Object.entries(a.aggs)) {
-    if (!METRIC_NAME_RE.test(m)) throw bad(`${where}.aggs has a bad metric name`);
+    if (!METRIC_NAME_RE.test(m) || RESERVED_NAMES.has(m)) throw bad(`${where}.aggs has a bad metric name "${m.slice(0, 40)}"`);
     if (!isObj(s) || !isSeq(s.count) || typeof s.mean !== 'number' || !Number.isFinite(s.mean)) {
       throw bad(`${where}.aggs.${m} must hold count and mean`);
     }

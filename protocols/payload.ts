@@ -6,19 +6,17 @@
  *
  * The same shape travels as JSON or CBOR. The format is taken from the MQTT 5 content type when
  * given, else from the first byte (a CBOR map starts with major type 5, 0xa0..0xbf; JSON with `{`
- * after optional whitespace). An optional `"v": 1` names the version; another major version is
- * refused with SLUICE_UNSUPPORTED_VERSION. Every other defect is SLUICE_BAD_PAYLOAD (or
- * SLUICE_TOO_LARGE) with a message naming the offending field.
+ * after optional whitespace or a UTF-8 BOM). JSON must be valid UTF-8. An optional `"v": 1` names
+ * the version; another major version is refused with SLUICE_UNSUPPORTED_VERSION. Every other
+ * defect is SLUICE_BAD_PAYLOAD (or SLUICE_TOO_LARGE) with a message naming the offending field.
  */
-import { Decoder, Encoder } from 'cbor-x';
+import { cborDecoder, cborEncoder, cborInt } from './cbor.js';
 import { SluiceError } from './errors.js';
-import { truncate } from './topic.js';
+import { RESERVED_NAMES, truncate } from './topic.js';
 
 export const PAYLOAD_VERSION = 1;
 export const METRIC_NAME_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
 export const TAG_KEY_RE = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
-/** Names InfluxDB or our own schema reserve: never accepted as metric or tag names. */
-const RESERVED_NAMES = new Set(['time', 'gateway', 'device', '_field', '_measurement']);
 
 export type MetricValue = number | boolean;
 export type Values = Record<string, MetricValue>;
@@ -54,9 +52,8 @@ export interface DecodedPayload {
 
 export type PayloadFormat = 'json' | 'cbor';
 
-// Plain objects, no records extension, no tag magic: what a device sends is all we accept.
-const cborDecoder = new Decoder({ useRecords: false, mapsAsObjects: true } as ConstructorParameters<typeof Decoder>[0]);
-const cborEncoder = new Encoder({ useRecords: false } as ConstructorParameters<typeof Encoder>[0]);
+// Strict: invalid UTF-8 is an error, not silently replaced by U+FFFD; a leading BOM is dropped.
+const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 function bad(message: string): SluiceError {
   return new SluiceError('SLUICE_BAD_PAYLOAD', message);
@@ -68,6 +65,8 @@ export function detectFormat(buf: Uint8Array, contentType?: string): PayloadForm
     if (ct.includes('cbor')) return 'cbor';
     if (ct.includes('json')) return 'json';
   }
+  // A UTF-8 byte order mark (some Windows tools write one) can only start a JSON text.
+  if (buf.length >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) return 'json';
   for (let i = 0; i < buf.length; i++) {
     const b = buf[i];
     if (b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d) continue;
@@ -93,10 +92,12 @@ export function decodePayload(
     throw new SluiceError('SLUICE_TOO_LARGE', `payload of ${buf.length} bytes exceeds the limit of ${limits.maxBytes} bytes`);
   }
   if (opts.metric !== undefined) return decodeSingleMetric(buf, opts.metric);
+  // Checked here too: with a content type, detectFormat does not look at the bytes.
+  if (buf.length === 0) throw bad('empty payload');
   const format = detectFormat(buf, opts.contentType);
   let doc: unknown;
   try {
-    doc = format === 'json' ? JSON.parse(Buffer.from(buf.buffer, buf.byteOffset, buf.length).toString('utf8')) : cborDecoder.decode(buf);
+    doc = format === 'json' ? JSON.parse(utf8.decode(buf)) : cborDecoder.decode(buf);
   } catch (err) {
     throw new SluiceError('SLUICE_BAD_PAYLOAD', `payload is not valid ${format.toUpperCase()}: ${(err as Error).message}`, { cause: err });
   }
@@ -126,14 +127,15 @@ function isPlainObject(x: unknown): x is Record<string, unknown> {
 
 export function validatePayload(doc: unknown, limits: PayloadLimits = DEFAULT_PAYLOAD_LIMITS): DecodedPayload {
   if (!isPlainObject(doc)) throw bad('payload must be an object with a "values" map');
-  for (const key of Object.keys(doc)) {
-    if (!KNOWN_KEYS.has(key)) throw bad(`unknown field "${truncate(key, 40)}" (allowed: v, ts, values, seq, tags)`);
-  }
+  // The version comes first: a later version may add fields, and must be refused as a version.
   if (doc.v !== undefined) {
     if (typeof doc.v !== 'number' || !Number.isInteger(doc.v)) throw bad('"v" must be an integer version');
     if (doc.v !== PAYLOAD_VERSION) {
       throw new SluiceError('SLUICE_UNSUPPORTED_VERSION', `payload version ${doc.v} is not supported (this gateway reads version ${PAYLOAD_VERSION})`);
     }
+  }
+  for (const key of Object.keys(doc)) {
+    if (!KNOWN_KEYS.has(key)) throw bad(`unknown field "${truncate(key, 40)}" (allowed: v, ts, values, seq, tags)`);
   }
   const out: DecodedPayload = { values: {} };
   if (doc.ts !== undefined) {
@@ -183,5 +185,8 @@ export function encodePayload(p: DecodedPayload & { v?: number }, format: Payloa
   doc.values = p.values;
   if (p.seq !== undefined) doc.seq = p.seq;
   if (p.tags !== undefined) doc.tags = p.tags;
-  return format === 'json' ? Buffer.from(JSON.stringify(doc)) : Buffer.from(cborEncoder.encode(doc));
+  if (format === 'json') return Buffer.from(JSON.stringify(doc));
+  if (p.ts !== undefined) doc.ts = cborInt(p.ts);
+  if (p.seq !== undefined) doc.seq = cborInt(p.seq);
+  return Buffer.from(cborEncoder.encode(doc));
 }

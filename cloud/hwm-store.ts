@@ -1,0 +1,114 @@
+/**
+ * Durable per-gateway high-water marks: for each (gateway id, incarnation), the highest sequence the
+ * cloud has durably written to InfluxDB. This is the cloud half of "effectively once".
+ *
+ * On-disk layout (LevelDB in `<dataDir>/hwm`):
+ *   hw!<gateway>!<incarnation>  →  JSON { "hw": <sequence>, "at": <ms when stored> }
+ * Gateway ids match [A-Za-z0-9_.-] (no "!"), so the key splits unambiguously.
+ *
+ * Guarantees:
+ * - `set` is a synchronous LevelDB write (fsync): once it resolves, the mark survives a crash or
+ *   power loss. A mark only moves forward (`set` refuses to lower it).
+ * - `serialize(gw, fn)` runs `fn`s of one gateway strictly one after another (a promise chain per
+ *   gateway), so two concurrent requests of one gateway never interleave between reading the mark,
+ *   writing points and storing the new mark. Different gateways run concurrently.
+ * - `planBatch` is the pure decision rule (gap / replay / write the new part); see its doc comment.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Level } from 'level';
+import type { AggRecord, Batch, RawRecord } from '../protocols/batch.js';
+
+interface StoredMark {
+  hw: number;
+  at: number;
+}
+
+export class HwmStore {
+  private db: Level<string, StoredMark> | undefined;
+  private readonly chains = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly dataDir: string) {}
+
+  async open(): Promise<void> {
+    const dir = join(this.dataDir, 'hwm');
+    await mkdir(dir, { recursive: true });
+    const db = new Level<string, StoredMark>(dir, { valueEncoding: 'json' });
+    await db.open();
+    this.db = db;
+  }
+
+  /** Waits for queued work of every gateway, then closes LevelDB. */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.chains.values()]);
+    const db = this.db;
+    this.db = undefined;
+    await db?.close();
+  }
+
+  private key(gw: string, inc: string): string {
+    return `hw!${gw}!${inc}`;
+  }
+
+  private open_(): Level<string, StoredMark> {
+    if (!this.db) throw new Error('HwmStore is not open');
+    return this.db;
+  }
+
+  /** Stored high-water mark of (gw, inc); 0 when the pair was never seen. */
+  async get(gw: string, inc: string): Promise<number> {
+    const v = await this.open_().get(this.key(gw, inc));
+    return v?.hw ?? 0;
+  }
+
+  async set(gw: string, inc: string, hw: number, now = Date.now()): Promise<void> {
+    const db = this.open_();
+    const cur = (await db.get(this.key(gw, inc)))?.hw ?? 0;
+    if (hw < cur) throw new Error(`high-water mark of ${gw}/${inc} would go back from ${cur} to ${hw}`);
+    await db.put(this.key(gw, inc), { hw, at: now }, { sync: true });
+  }
+
+  /** Every stored mark (for diagnostics). */
+  async list(): Promise<{ gw: string; inc: string; hw: number; at: number }[]> {
+    const out: { gw: string; inc: string; hw: number; at: number }[] = [];
+    for await (const [k, v] of this.open_().iterator({ gt: 'hw!', lt: 'hw"' })) {
+      const rest = k.slice(3);
+      const bang = rest.indexOf('!');
+      out.push({ gw: rest.slice(0, bang), inc: rest.slice(bang + 1), hw: v.hw, at: v.at });
+    }
+    return out;
+  }
+
+  /** Run `fn` after every earlier `serialize` call of the same gateway has settled. */
+  serialize<T>(gw: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.chains.get(gw) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.chains.set(gw, tail);
+    // Forget an idle gateway's chain so the map does not grow with every gateway ever seen.
+    void tail.then(() => {
+      if (this.chains.get(gw) === tail) this.chains.delete(gw);
+    });
+    return run;
+  }
+}
+
+export type BatchPlan =
+  | { kind: 'gap'; expected: number }
+  | { kind: 'replay'; acked: number; replayed: number }
+  | { kind: 'write'; recs: RawRecord[]; aggs: AggRecord[]; replayed: number; acked: number };
+
+/**
+ * The decision rule for a batch against the stored mark `hw` of its (gw, inc):
+ * - first > hw + 1: a gap (sequences hw+1 .. first-1 never arrived) → expected = hw + 1;
+ * - last <= hw: a pure replay → write nothing, ack hw;
+ * - otherwise: write only records and aggregates with seq > hw (the rest are replays), then ack last.
+ */
+export function planBatch(batch: Pick<Batch, 'first' | 'last' | 'recs' | 'aggs'>, hw: number): BatchPlan {
+  if (batch.first > hw + 1) return { kind: 'gap', expected: hw + 1 };
+  const total = batch.recs.length + batch.aggs.length;
+  if (batch.last <= hw) return { kind: 'replay', acked: hw, replayed: total };
+  const recs = batch.recs.filter((r) => r.seq > hw);
+  const aggs = batch.aggs.filter((a) => a.seq > hw);
+  return { kind: 'write', recs, aggs, replayed: total - recs.length - aggs.length, acked: batch.last };
+}

@@ -1,0 +1,73 @@
+/**
+ * Apply one decoded, authorised batch: dedup/gap check against the gateway's high-water mark, write
+ * the new points, then advance the mark.
+ *
+ * Guarantees (the cloud side of ARCHITECTURE.md guarantee 3, "effectively once"):
+ * - The mark is stored only after the sink accepted every point of the batch, and the 200 ack is
+ *   returned only after the mark is stored. A crash anywhere before leaves the mark where it was; the
+ *   gateway resends and the points are rewritten onto themselves (idempotent point identity, see
+ *   points.ts).
+ * - A replayed batch writes nothing; a partly replayed batch writes only sequences above the mark.
+ * - Batches of one gateway are applied one at a time (HwmStore.serialize).
+ * - Sink failures propagate (SLUICE_INFLUX_WRITE with `retryable`); the mark is untouched.
+ */
+import type { Logger } from 'pino';
+import type { Batch, BatchAck, BatchGap } from '../protocols/batch.js';
+import type { PointSink } from './influx-common.js';
+import { planBatch, type HwmStore } from './hwm-store.js';
+import { toLine } from './line-protocol.js';
+import type { CloudMetrics } from './metrics.js';
+import { aggToPoint, rawToPoint, RAW_MEASUREMENT } from './points.js';
+
+export interface IngestDeps {
+  store: HwmStore;
+  sink: PointSink;
+  metrics: CloudMetrics;
+  logger: Logger;
+}
+
+export type IngestResult =
+  | { status: 200; body: BatchAck; written: number; replayed: number }
+  | { status: 409; body: BatchGap };
+
+export function ingestBatch(batch: Batch, deps: IngestDeps): Promise<IngestResult> {
+  return deps.store.serialize(batch.gw, () => apply(batch, deps));
+}
+
+async function apply(batch: Batch, deps: IngestDeps): Promise<IngestResult> {
+  const { store, sink, metrics } = deps;
+  const hw = await store.get(batch.gw, batch.inc);
+  const plan = planBatch(batch, hw);
+  if (plan.kind === 'gap') {
+    return {
+      status: 409,
+      body: { error: `sequence gap: batch starts at ${batch.first}, the cloud expects ${plan.expected}`, code: 'SLUICE_GAP', expected: plan.expected },
+    };
+  }
+  if (plan.kind === 'replay') {
+    metrics.replayed.inc(plan.replayed);
+    return { status: 200, body: { acked: plan.acked }, written: 0, replayed: plan.replayed };
+  }
+  const perMeasurement = new Map<string, number>();
+  const lines: string[] = [];
+  for (const r of plan.recs) lines.push(toLine(rawToPoint(batch.gw, r)));
+  if (plan.recs.length > 0) perMeasurement.set(RAW_MEASUREMENT, plan.recs.length);
+  // By sequence, so a later revision of a window in the same request is the one InfluxDB keeps.
+  for (const a of [...plan.aggs].sort((x, y) => x.seq - y.seq)) {
+    const p = aggToPoint(batch.gw, a);
+    lines.push(toLine(p));
+    perMeasurement.set(p.measurement, (perMeasurement.get(p.measurement) ?? 0) + 1);
+  }
+  if (lines.length > 0) {
+    const end = metrics.influxWrite.startTimer();
+    try {
+      await sink.write(lines);
+    } finally {
+      end();
+    }
+    for (const [m, n] of perMeasurement) metrics.pointsWritten.inc({ measurement: m }, n);
+  }
+  if (plan.replayed > 0) metrics.replayed.inc(plan.replayed);
+  await store.set(batch.gw, batch.inc, plan.acked);
+  return { status: 200, body: { acked: plan.acked }, written: lines.length, replayed: plan.replayed };
+}

@@ -1,0 +1,56 @@
+/**
+ * Batch records → InfluxDB points (ARCHITECTURE.md "InfluxDB schema").
+ *
+ * Raw reading → measurement `telemetry`, tags `gateway`, `device` + the reading's own tags, one field
+ * per metric (numbers as float fields, booleans as boolean fields).
+ * Timestamp (ns) = ts_ms * 1e6 + (seq mod 1e6). Why: InfluxDB identifies a point by series + time, so
+ * two distinct readings of one device in the same millisecond would otherwise collapse into one point
+ * (guarantee 3). The gateway sequence is unique per reading, so the sub-millisecond offset separates
+ * them, while a replayed record (same seq) lands on exactly the same point and overwrites itself.
+ * Only 1e6 readings of one gateway inside one device-millisecond could collide: not a real load.
+ * Readers that ask for `epoch=ms` still see the reading's own millisecond.
+ *
+ * Window aggregate → measurement `telemetry_<win>`, tags `gateway`, `device`, fields
+ * `<metric>_count` (integer), `_min`, `_max`, `_mean`, `_sum`, `_last` (absent ones omitted),
+ * timestamp = window start (ns). A later revision of the same window writes the same point and
+ * overwrites the earlier one.
+ */
+import type { AggRecord, RawRecord } from '../protocols/batch.js';
+import type { FieldValue, LinePoint } from './line-protocol.js';
+
+export const RAW_MEASUREMENT = 'telemetry';
+export const SEQ_OFFSET_MODULUS = 1_000_000;
+
+export function aggMeasurement(win: string): string {
+  return `${RAW_MEASUREMENT}_${win}`;
+}
+
+/** Nanosecond timestamp of a raw record: its millisecond plus a per-sequence sub-millisecond offset. */
+export function rawTimestampNs(ts: number, seq: number): bigint {
+  return BigInt(ts) * 1_000_000n + BigInt(seq % SEQ_OFFSET_MODULUS);
+}
+
+export function msToNs(ms: number): bigint {
+  return BigInt(ms) * 1_000_000n;
+}
+
+export function rawToPoint(gateway: string, r: RawRecord): LinePoint {
+  // Record tags first so the reserved `gateway`/`device` tags always win.
+  const tags: Record<string, string> = { ...(r.tags ?? {}), gateway, device: r.dev };
+  const fields: Record<string, FieldValue> = {};
+  for (const [k, v] of Object.entries(r.vals)) fields[k] = v;
+  return { measurement: RAW_MEASUREMENT, tags, fields, ts: rawTimestampNs(r.ts, r.seq) };
+}
+
+export function aggToPoint(gateway: string, a: AggRecord): LinePoint {
+  const fields: Record<string, FieldValue> = {};
+  for (const [metric, s] of Object.entries(a.aggs)) {
+    fields[`${metric}_count`] = { int: s.count };
+    if (s.min !== undefined) fields[`${metric}_min`] = s.min;
+    if (s.max !== undefined) fields[`${metric}_max`] = s.max;
+    fields[`${metric}_mean`] = s.mean;
+    if (s.sum !== undefined) fields[`${metric}_sum`] = s.sum;
+    if (s.last !== undefined) fields[`${metric}_last`] = s.last;
+  }
+  return { measurement: aggMeasurement(a.win), tags: { gateway, device: a.dev }, fields, ts: msToNs(a.start) };
+}

@@ -1,0 +1,92 @@
+/**
+ * `sluice query`: read one device's metric from a running cloud (GET /api/v1/series) and print it as
+ * an aligned table (ISO time, value) or, with --json, the API's JSON unchanged.
+ *
+ * Exit codes: 0 ok (also when there are no points); 1 the cloud answered with an error or could not be
+ * reached (the message names the status, the error code and the cloud's reason); 2 usage errors.
+ */
+import { Command } from 'commander';
+
+export interface SeriesResponse {
+  device: string;
+  metric: string;
+  every?: number;
+  fn?: string;
+  window?: string;
+  points: { t: number; v: number | boolean }[];
+}
+
+/** The table `sluice query` prints. */
+export function formatSeriesTable(s: SeriesResponse): string {
+  const how = s.window !== undefined ? ` (window ${s.window}, ${s.fn ?? 'mean'}${s.every ? ` every ${s.every}ms` : ''})` : s.every ? ` (${s.fn} every ${s.every}ms)` : '';
+  const lines = [`${s.device} ${s.metric}${how}`];
+  if (s.points.length === 0) return `${lines[0]}\nno points\n`;
+  const rows = s.points.map((p) => [new Date(p.t).toISOString(), String(p.v)]);
+  const w = Math.max(4, ...rows.map((r) => r[0].length));
+  lines.push(`${'time'.padEnd(w)}  value`);
+  for (const [t, v] of rows) lines.push(`${t.padEnd(w)}  ${v}`);
+  lines.push(`${s.points.length} point${s.points.length === 1 ? '' : 's'}`);
+  return `${lines.join('\n')}\n`;
+}
+
+function fail(message: string): never {
+  process.stderr.write(`sluice query: ${message}\n`);
+  process.exit(1);
+}
+
+export function register(program: Command): void {
+  program
+    .command('query')
+    .description("print a device's metric over time from a running cloud")
+    .requiredOption('--cloud <url>', 'cloud base URL, e.g. http://127.0.0.1:8787')
+    .requiredOption('--device <id>', 'device id')
+    .requiredOption('--metric <name>', 'metric name')
+    .option('--from <time>', 'start: ms epoch, ISO date, -1h, now', '-1h')
+    .option('--to <time>', 'end: ms epoch, ISO date, -5m, now', 'now')
+    .option('--every <duration>', 'bucket size, e.g. 1m (GROUP BY time)')
+    .option('--fn <fn>', 'bucket function: mean, min, max, last, count, sum (default mean)')
+    .option('--window <name>', "read the gateway's window aggregates, e.g. 1m")
+    .option('--json', 'print the JSON response')
+    .option('--token <token>', 'bearer token, if the cloud requires one for reads (or env SLUICE_QUERY_TOKEN)')
+    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
+    .action(async (opts) => {
+      const base = /^https?:\/\//.test(opts.cloud) ? opts.cloud : `http://${opts.cloud}`;
+      let url: URL;
+      try {
+        url = new URL('/api/v1/series', base);
+      } catch {
+        fail(`--cloud: "${opts.cloud}" is not a URL`);
+      }
+      const params: Record<string, string | undefined> = {
+        device: opts.device,
+        metric: opts.metric,
+        from: opts.from,
+        to: opts.to,
+        every: opts.every,
+        fn: opts.fn,
+        window: opts.window,
+      };
+      for (const [k, v] of Object.entries(params)) if (v !== undefined) url.searchParams.set(k, v);
+      const token = opts.token ?? process.env.SLUICE_QUERY_TOKEN;
+      let res: Response;
+      try {
+        res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(30_000) });
+      } catch (err) {
+        const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+        fail(`cannot reach ${url.origin}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
+      }
+      const text = await res.text();
+      let body: any;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = undefined;
+      }
+      if (!res.ok) {
+        const reason = body?.error ?? text.trim().slice(0, 200);
+        fail(`HTTP ${res.status}${body?.code ? ` ${body.code}` : ''}: ${reason}`);
+      }
+      if (!body || !Array.isArray(body.points)) fail(`unexpected response from ${url.origin}: ${text.slice(0, 200)}`);
+      process.stdout.write(opts.json ? `${JSON.stringify(body, null, 2)}\n` : formatSeriesTable(body));
+    });
+}
