@@ -162,7 +162,7 @@ export function resolveCloudConfig(flags: CloudFlags, file: CloudFile = {}, env:
   let influx: InfluxConfig;
   if (apiIn === '1') {
     for (const [f, k] of [['influxOrg', 'influx-org'], ['influxBucket', 'influx-bucket'], ['influxToken', 'influx-token']] as const) {
-      if (pick(f, k) !== undefined) throw bad(`--${k} only applies to --influx-api 2`);
+      if (pick(f, k) !== undefined) throw bad(`--${k} ("${k}" in the config file) only applies to --influx-api 2`);
     }
     const db = pick('influxDb', 'influx-db') ?? DEFAULT_INFLUX_DB;
     const user = pick('influxUser', 'influx-user');
@@ -171,7 +171,7 @@ export function resolveCloudConfig(flags: CloudFlags, file: CloudFile = {}, env:
     influx = { api: 1, url, db, ...(user !== undefined ? { user, password: password ?? '' } : {}) };
   } else {
     for (const [f, k] of [['influxDb', 'influx-db'], ['influxUser', 'influx-user'], ['influxPassword', 'influx-password']] as const) {
-      if (pick(f, k) !== undefined) throw bad(`--${k} only applies to --influx-api 1`);
+      if (pick(f, k) !== undefined) throw bad(`--${k} ("${k}" in the config file) only applies to --influx-api 1`);
     }
     const org = pick('influxOrg', 'influx-org');
     const bucket = pick('influxBucket', 'influx-bucket');

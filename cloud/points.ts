@@ -3,11 +3,14 @@
  *
  * Raw reading → measurement `telemetry`, tags `gateway`, `device` + the reading's own tags, one field
  * per metric (numbers as float fields, booleans as boolean fields).
- * Timestamp (ns) = ts_ms * 1e6 + (seq mod 1e6). Why: InfluxDB identifies a point by series + time, so
+ * Timestamp (ns) = ts_ms * 1e6 + (id mod 1e6), where id is the device's own sequence number (`dseq`)
+ * when it sent one, else the gateway sequence. Why: InfluxDB identifies a point by series + time, so
  * two distinct readings of one device in the same millisecond would otherwise collapse into one point
- * (guarantee 3). The gateway sequence is unique per reading, so the sub-millisecond offset separates
- * them, while a replayed record (same seq) lands on exactly the same point and overwrites itself.
- * Only 1e6 readings of one gateway inside one device-millisecond could collide: not a real load.
+ * (guarantee 3); the sub-millisecond offset separates them. A replayed record lands on exactly the
+ * same point and overwrites itself. Preferring the device's sequence also makes an MQTT QoS 1
+ * retransmission (same reading, new gateway sequence, e.g. after the gateway restarted before its
+ * PUBACK reached the device) overwrite itself instead of adding a duplicate point.
+ * Only readings of one device 1e6 sequence numbers apart inside one millisecond could collide.
  * Readers that ask for `epoch=ms` still see the reading's own millisecond.
  *
  * Window aggregate → measurement `telemetry_<win>`, tags `gateway`, `device`, fields
@@ -25,9 +28,9 @@ export function aggMeasurement(win: string): string {
   return `${RAW_MEASUREMENT}_${win}`;
 }
 
-/** Nanosecond timestamp of a raw record: its millisecond plus a per-sequence sub-millisecond offset. */
-export function rawTimestampNs(ts: number, seq: number): bigint {
-  return BigInt(ts) * 1_000_000n + BigInt(seq % SEQ_OFFSET_MODULUS);
+/** Nanosecond timestamp of a raw record: its millisecond plus a per-reading sub-millisecond offset. */
+export function rawTimestampNs(ts: number, id: number): bigint {
+  return BigInt(ts) * 1_000_000n + BigInt(id % SEQ_OFFSET_MODULUS);
 }
 
 export function msToNs(ms: number): bigint {
@@ -39,7 +42,7 @@ export function rawToPoint(gateway: string, r: RawRecord): LinePoint {
   const tags: Record<string, string> = { ...(r.tags ?? {}), gateway, device: r.dev };
   const fields: Record<string, FieldValue> = {};
   for (const [k, v] of Object.entries(r.vals)) fields[k] = v;
-  return { measurement: RAW_MEASUREMENT, tags, fields, ts: rawTimestampNs(r.ts, r.seq) };
+  return { measurement: RAW_MEASUREMENT, tags, fields, ts: rawTimestampNs(r.ts, r.dseq ?? r.seq) };
 }
 
 export function aggToPoint(gateway: string, a: AggRecord): LinePoint {

@@ -16,9 +16,18 @@ export interface SeriesResponse {
   points: { t: number; v: number | boolean }[];
 }
 
+/** 300000 → "5m": the largest unit that divides the duration exactly. */
+export function formatDurationMs(ms: number): string {
+  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
 /** The table `sluice query` prints. */
 export function formatSeriesTable(s: SeriesResponse): string {
-  const how = s.window !== undefined ? ` (window ${s.window}, ${s.fn ?? 'mean'}${s.every ? ` every ${s.every}ms` : ''})` : s.every ? ` (${s.fn} every ${s.every}ms)` : '';
+  const every = s.every ? ` every ${formatDurationMs(s.every)}` : '';
+  const how = s.window !== undefined ? ` (window ${s.window}, ${s.fn ?? 'mean'}${every})` : s.every ? ` (${s.fn}${every})` : '';
   const lines = [`${s.device} ${s.metric}${how}`];
   if (s.points.length === 0) return `${lines[0]}\nno points\n`;
   const rows = s.points.map((p) => [new Date(p.t).toISOString(), String(p.v)]);

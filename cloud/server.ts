@@ -126,8 +126,9 @@ export class CloudServer {
   }
 
   private track(p: Promise<void>): void {
-    this.inflight.add(p);
-    void p.finally(() => this.inflight.delete(p));
+    const settled = p.catch((err) => this.log.error({ err }, 'request handler failed'));
+    this.inflight.add(settled);
+    void settled.finally(() => this.inflight.delete(settled));
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -5,13 +5,14 @@
  * Everything it started is stopped on exit (Ctrl-C included); data lives in a temporary directory.
  */
 import type { Command } from 'commander';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseDuration } from '../protocols/units.js';
 import { runSim } from '../devices-sim/sim.js';
 import { countPoints, startInfluxd, type InfluxdHandle } from './influxd.js';
-import { CLOUD_READY, GATEWAY_READY, startSluice, type SluiceProcess } from './processes.js';
+import { CLOUD_READY, GATEWAY_READY, SLUICE_BIN, startSluice, type SluiceProcess } from './processes.js';
 
 interface DemoOptions {
   duration?: string;
@@ -139,6 +140,11 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     say(`  node bin/sluice.js ${queryCmd.slice('sluice '.length)}`);
     say(`  curl '${cloudUrl}/api/v1/series?device=sim-0001&metric=temperature&from=-10m&every=10s&fn=mean'`);
     say(`  curl -G '${influx.url}/query' --data-urlencode 'db=${DB}' --data-urlencode 'q=SELECT count(*) FROM telemetry'`);
+    // Show the query working before everything stops.
+    const q = spawnSync(process.execPath, [SLUICE_BIN, ...queryCmd.split(' ').slice(1), '--every', '10s', '--fn', 'mean'], { encoding: 'utf8' });
+    say(`\n$ ${queryCmd} --every 10s --fn mean`);
+    say((q.stdout || q.stderr).split('\n').slice(0, 14).join('\n'));
+    if (!opts.keep) say('(run with --keep to leave everything running and query it yourself)');
     if (opts.keep) {
       say('\nEverything keeps running: press Ctrl-C to stop.');
       await new Promise<void>((resolve) => abort.signal.addEventListener('abort', () => resolve()));

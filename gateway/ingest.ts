@@ -41,6 +41,7 @@ export class Ingest {
   readonly stats: IngestStats = { received: 0, committed: 0, dropped: {}, errors: 0 };
   private readonly limits: PayloadLimits;
   private readonly now: () => number;
+  private readonly recent = new RecentReadings(64);
 
   constructor(private readonly log: DurableLog, private readonly opts: IngestOptions = {}) {
     this.limits = opts.limits ?? DEFAULT_PAYLOAD_LIMITS;
@@ -66,6 +67,12 @@ export class Ingest {
     } catch (err) {
       return this.reject(topic, payload, clientId, err);
     }
+    if (decoded.seq !== undefined && decoded.ts !== undefined && this.recent.has(parsed.deviceId, decoded.seq, decoded.ts)) {
+      // An MQTT QoS 1 retransmission of a reading already committed (its PUBACK was lost, e.g. the
+      // connection dropped): acknowledge it again, store it once.
+      this.stats.dropped.duplicate = (this.stats.dropped.duplicate ?? 0) + 1;
+      return { ok: true, seq: 0, committed: Promise.resolve() };
+    }
     const rec: Omit<RawRecord, 'seq'> = { dev: parsed.deviceId, ts: decoded.ts ?? this.now(), vals: decoded.values };
     if (decoded.ts === undefined) rec.fl = FLAG_GATEWAY_TS;
     if (decoded.tags) rec.tags = decoded.tags;
@@ -74,6 +81,8 @@ export class Ingest {
     const done = committed.then(
       () => {
         this.stats.committed++;
+        // Remembered only once durable: a retransmission of a reading whose commit failed is stored.
+        if (rec.dseq !== undefined && !(rec.fl! & FLAG_GATEWAY_TS)) this.recent.remember(rec.dev, rec.dseq, rec.ts);
         this.opts.onReading?.({ seq, ...rec });
       },
       (err) => {
@@ -92,5 +101,33 @@ export class Ingest {
     this.opts.onReject?.({ topic, client, code, message });
     void this.log.deadLetter({ topic, client, reason: `${code}: ${message}`, payload }).catch(() => undefined);
     return { ok: false, reason, code, message };
+  }
+}
+
+/**
+ * The last `size` (device seq, event time) pairs per device, to recognise a retransmitted reading.
+ * Fixed memory per device; only readings that carry both `seq` and `ts` can be recognised.
+ */
+export class RecentReadings {
+  private readonly byDevice = new Map<string, { seqs: Float64Array; ts: Float64Array; next: number }>();
+
+  constructor(private readonly size: number) {}
+
+  has(device: string, seq: number, ts: number): boolean {
+    const r = this.byDevice.get(device);
+    if (!r) return false;
+    for (let i = 0; i < this.size; i++) if (r.seqs[i] === seq && r.ts[i] === ts) return true;
+    return false;
+  }
+
+  remember(device: string, seq: number, ts: number): void {
+    let r = this.byDevice.get(device);
+    if (!r) {
+      r = { seqs: new Float64Array(this.size).fill(-1), ts: new Float64Array(this.size), next: 0 };
+      this.byDevice.set(device, r);
+    }
+    r.seqs[r.next] = seq;
+    r.ts[r.next] = ts;
+    r.next = (r.next + 1) % this.size;
   }
 }

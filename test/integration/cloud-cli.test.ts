@@ -56,7 +56,7 @@ describe('sluice cloud', () => {
         { seq: 1, dev: 'd', ts: 1732200000000, vals: { x: 1 } },
         { seq: 2, dev: 'd', ts: 1732200000001, vals: { x: 2 } },
       ], aggs: [] });
-      const post = (token: string) => fetch(`${url}/api/v1/batches`, { method: 'POST', headers: { 'content-type': 'application/cbor', authorization: `Bearer ${token}` }, body });
+      const post = (token: string) => fetch(`${url}/api/v1/batches`, { method: 'POST', headers: { 'content-type': 'application/cbor', authorization: `Bearer ${token}` }, body: new Uint8Array(body) });
       expect((await post('file-token')).status).toBe(401); // the flag overrode the file's token
       const res = await post('flag-token');
       expect(res.status).toBe(200);

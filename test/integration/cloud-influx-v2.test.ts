@@ -96,3 +96,42 @@ describe('InfluxV2Writer', () => {
     });
   });
 });
+
+describe('CloudServer with --influx-api 2', () => {
+  it('ingests a batch through the v2 writer', async () => {
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { pino } = await import('pino');
+    const { CloudServer } = await import('../../cloud/server.js');
+    const { encodeBatch } = await import('../../protocols/batch.js');
+    const dataDir = await mkdtemp(join(tmpdir(), 'sluice-cloud-v2-'));
+    const cloud = new CloudServer({
+      listen: { host: '127.0.0.1', port: 0 },
+      dataDir,
+      gatewayTokens: { 'gw-srv': 'tok' },
+      influx: cfg(),
+      logger: pino({ level: 'silent' }),
+    });
+    const { url } = await cloud.start();
+    try {
+      const ts = Date.now() - 10_000;
+      const body = encodeBatch({ gw: 'gw-srv', inc: 'i', first: 1, last: 2, recs: [
+        { seq: 1, dev: 'dev-srv', ts, vals: { temperature: 1.5 } },
+        { seq: 2, dev: 'dev-srv', ts: ts + 5, vals: { temperature: 2.5 } },
+      ], aggs: [] });
+      const res = await fetch(`${url}/api/v1/batches`, { method: 'POST', headers: { 'content-type': 'application/cbor', authorization: 'Bearer tok' }, body: new Uint8Array(body) });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ acked: 2 });
+      const s = await waitFor('points visible', async () => {
+        const e = await victoriaExport(vm.url, '{__name__="telemetry_temperature",gateway="gw-srv"}');
+        return e[0]?.values.length === 2 ? e[0] : undefined;
+      }, { timeoutMs: 20_000 });
+      expect(s.values).toEqual([1.5, 2.5]);
+      expect(s.metric.device).toBe('dev-srv');
+    } finally {
+      await cloud.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});

@@ -40,7 +40,7 @@ beforeAll(async () => {
     aggs.push({ seq: 61 + m, dev: 'dev-q', win: '1m', start: T0 + m * MIN, end: T0 + (m + 1) * MIN, rev: 0, aggs: { temperature: { count: 6, min: m, max: m + 0.5, mean: m + 0.25, sum: 6 * m + 1.5, last: m + 0.5 } } });
   }
   const post = async (gw: string, token: string, body: Buffer) => {
-    const res = await fetch(`${url}/api/v1/batches`, { method: 'POST', headers: { 'content-type': 'application/cbor', authorization: `Bearer ${token}` }, body });
+    const res = await fetch(`${url}/api/v1/batches`, { method: 'POST', headers: { 'content-type': 'application/cbor', authorization: `Bearer ${token}` }, body: new Uint8Array(body) });
     expect(res.status).toBe(200);
   };
   await post('gwQ', 'tq', encodeBatch({ gw: 'gwQ', inc: 'i', first: 1, last: 70, recs, aggs }));
@@ -124,6 +124,37 @@ describe('GET /api/v1/series', () => {
   });
 });
 
+describe('read tokens', () => {
+  it('with queryTokens configured, reads need one of them', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-cloud-readers-'));
+    const guarded = new CloudServer({
+      listen: { host: '127.0.0.1', port: 0 },
+      dataDir: dir,
+      gatewayTokens: { gwQ: 'tq' },
+      influx: { api: 1, url: influx.url, db: DB },
+      queryTokens: ['reader-secret'],
+      logger: pino({ level: 'silent' }),
+    });
+    const { url: gurl } = await guarded.start();
+    try {
+      const qs = new URLSearchParams({ device: 'dev-q', metric: 'temperature', ...range });
+      expect((await fetch(`${gurl}/api/v1/series?${qs}`)).status).toBe(401);
+      expect((await fetch(`${gurl}/api/v1/devices`, { headers: { authorization: 'Bearer tq' } })).status).toBe(401);
+      const ok = await fetch(`${gurl}/api/v1/series?${qs}`, { headers: { authorization: 'Bearer reader-secret' } });
+      expect(ok.status).toBe(200);
+      expect(((await ok.json()) as any).points).toHaveLength(60);
+      const cli = await runSluice(['query', '--cloud', gurl, '--device', 'dev-q', '--metric', 'temperature', '--from', range.from, '--to', range.to, '--token', 'reader-secret', '--json']);
+      expect(cli.code).toBe(0);
+      const denied = await runSluice(['query', '--cloud', gurl, '--device', 'dev-q', '--metric', 'temperature']);
+      expect(denied.code).toBe(1);
+      expect(denied.stderr).toContain('HTTP 401 SLUICE_UNAUTHORIZED');
+    } finally {
+      await guarded.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('GET /api/v1/devices', () => {
   it('lists devices with their gateway and last-seen time', async () => {
     const res = await fetch(`${url}/api/v1/devices`);
@@ -144,7 +175,7 @@ describe('sluice query', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(
       [
-        'dev-q temperature (max every 300000ms)',
+        'dev-q temperature (max every 5m)',
         'time                      value',
         '2024-11-21T14:00:00.000Z  4.5',
         '2024-11-21T14:05:00.000Z  9.5',

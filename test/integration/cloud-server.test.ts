@@ -64,7 +64,7 @@ async function post(body: Uint8Array, token: string | null = TOKENS.gwA, headers
   const res = await fetch(`${url}/api/v1/batches`, {
     method: 'POST',
     headers: { 'content-type': 'application/cbor', ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
-    body,
+    body: new Uint8Array(body),
   });
   const text = await res.text();
   let json: any;
@@ -145,6 +145,25 @@ describe('POST /api/v1/batches', () => {
     const res = await post(batch('gwA', 'inc-big', 1, 3000, big));
     expect(res.status).toBe(413);
     expect(res.json.code).toBe('SLUICE_TOO_LARGE');
+  });
+
+  it('a streamed body (no Content-Length) that grows over the limit → 413', async () => {
+    const chunk = new Uint8Array(16 * 1024);
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(ctrl) {
+        if (sent++ < 16) ctrl.enqueue(chunk);
+        else ctrl.close();
+      },
+    });
+    const res = await fetch(`${url}/api/v1/batches`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/cbor', authorization: `Bearer ${TOKENS.gwA}` },
+      body,
+      duplex: 'half',
+    } as RequestInit);
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as any).code).toBe('SLUICE_TOO_LARGE');
   });
 
   it('a replayed batch → 200 with the same ack, nothing duplicated', async () => {
