@@ -59,12 +59,12 @@ export const INFLUXD_BIN = process.env.SLUICE_INFLUXD ?? 'influxd';
  * Start influxd on a free loopback port. Resolves once /ping answers.
  * `dataDir` defaults to a fresh temporary directory that stop() removes.
  */
-export async function startInfluxd(opts: { dataDir?: string; log?: (line: string) => void } = {}): Promise<InfluxdHandle> {
+export async function startInfluxd(opts: { dataDir?: string; port?: number; log?: (line: string) => void } = {}): Promise<InfluxdHandle> {
   const ownDir = opts.dataDir === undefined;
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'sluice-influxd-')));
   await mkdir(dataDir, { recursive: true });
   for (let attempt = 0; ; attempt++) {
-    const httpPort = await freePort();
+    const httpPort = opts.port ?? (await freePort());
     const rpcPort = await freePort();
     const conf = join(dataDir, 'influxdb.conf');
     await writeFile(
@@ -124,7 +124,7 @@ export async function startInfluxd(opts: { dataDir?: string; log?: (line: string
       );
     } catch (err) {
       child.kill('SIGKILL');
-      if (err instanceof SluiceError || attempt >= 2) throw err;
+      if (err instanceof SluiceError || attempt >= 2 || opts.port) throw err;
       continue; // most likely a port taken between freePort() and bind: try other ports
     }
     const handle: InfluxdHandle = {

@@ -126,14 +126,15 @@ export async function runSimCommand(opts: Omit<SimOptions, 'signal' | 'onProgres
   const status = new StatusLine();
   let result: SimResult;
   try {
-    result = await runSim({ ...opts, signal: stopper.signal, onProgress: (s) => status.update(s) });
+    // A CLI run can last hours: keep counts, not every acknowledged reading.
+    result = await runSim({ recordAcks: false, ...opts, signal: stopper.signal, onProgress: (s) => status.update(s) });
   } finally {
     status.done();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
   if (json) {
-    const perDevice = Object.fromEntries([...result.perDevice].map(([id, d]) => [id, { sent: d.sent, acked: d.acked.length, unacked: d.unacked, errors: d.errors, reconnects: d.reconnects }]));
+    const perDevice = Object.fromEntries([...result.perDevice].map(([id, d]) => [id, { sent: d.sent, acked: d.ackedCount, unacked: d.unacked, errors: d.errors, reconnects: d.reconnects }]));
     process.stdout.write(`${JSON.stringify({ ...result, perDevice })}\n`);
   } else {
     process.stdout.write(`${formatSummary(result, opts.devices)}\n`);

@@ -22,6 +22,7 @@ export interface DeviceConfig {
   max: boolean;
   count?: number;
   window: number;
+  recordAcks: boolean;
   seed: number;
   startDelayMs: number;
   clientOptions: IClientOptions;
@@ -66,6 +67,7 @@ export class SimDevice {
   private errors = 0;
   private reconnects = 0;
   private inflight = 0;
+  private ackedCount = 0;
   private connected = false;
   private everConnected = false;
   private closing = false;
@@ -119,6 +121,7 @@ export class SimDevice {
     const acked = [...this.acked].sort((a, b) => a.seq - b.seq);
     return {
       sent: this.sent,
+      ackedCount: this.ackedCount,
       acked,
       ackedSeqs: acked.map((a) => a.seq),
       unacked: [...this.pending.keys()].sort((a, b) => a - b),
@@ -194,7 +197,8 @@ export class SimDevice {
       if (!this.closing) this.error(`publish seq ${seq}: ${err.message}`);
     } else {
       this.pending.delete(seq);
-      this.acked.push({ seq, ts });
+      this.ackedCount++;
+      if (this.cfg.recordAcks) this.acked.push({ seq, ts });
       this.fleet.acked++;
       this.cfg.hooks.onAck?.({ deviceId: this.id, seq, ts });
     }

@@ -112,6 +112,7 @@ export async function runSim(opts: SimOptions, hooks: SimHooks = {}): Promise<Si
           max: o.max,
           count: o.count,
           window: o.window,
+          recordAcks: o.recordAcks ?? true,
           seed: deriveSeed(o.seed, i),
           startDelayMs: Math.floor((i * 1000) / o.connectRate),
           clientOptions,

@@ -36,6 +36,11 @@ export interface SimOptions {
   /** TLS (mqtts://): CA certificate(s) in PEM, and whether to verify the broker's certificate. */
   ca?: string | Buffer;
   rejectUnauthorized?: boolean;
+  /**
+   * Keep every acknowledged {seq, ts} per device for the result (default true). Long load runs
+   * turn it off to keep memory flat; the counts are kept either way.
+   */
+  recordAcks?: boolean;
   /** Stops the run early (publishing stops, acks drain, clients disconnect). */
   signal?: AbortSignal;
   /** Called every `progressIntervalMs` (default 500 ms) and once at the end. */
@@ -82,9 +87,11 @@ export interface SimStats {
 export interface DeviceResult {
   /** Readings handed to mqtt.js. */
   sent: number;
-  /** Acknowledged readings with their event time, ascending by seq. acked.length is the count. */
+  /** Readings acknowledged. */
+  ackedCount: number;
+  /** Acknowledged readings with their event time, ascending by seq (empty with recordAcks: false). */
   acked: AckedReading[];
-  /** The device seqs that were acknowledged, ascending. */
+  /** The device seqs that were acknowledged, ascending (empty with recordAcks: false). */
   ackedSeqs: number[];
   /** Seqs sent but never acknowledged (drain timeout, publish error), ascending. */
   unacked: number[];

@@ -32,6 +32,8 @@ export interface BrokerConfig {
   maxPacketBytes: number;
   /** Most simultaneous client connections. */
   maxConnections: number;
+  /** Drop (and count) QoS 0 telemetry while overloaded instead of queueing it. */
+  shedQos0: boolean;
 }
 
 export const DEFAULT_BROKER_CONFIG: Omit<BrokerConfig, 'host' | 'port' | 'allowAnonymous'> = {
@@ -40,6 +42,7 @@ export const DEFAULT_BROKER_CONFIG: Omit<BrokerConfig, 'host' | 'port' | 'allowA
   drainTimeoutMs: 10_000,
   maxPacketBytes: 256 * 1024,
   maxConnections: 10_000,
+  shedQos0: true,
 };
 
 export interface BrokerStats {
@@ -123,6 +126,14 @@ export class Broker {
     if (packet.topic.startsWith('$SYS/')) return callback(new Error('$SYS/ topics are reserved'));
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     const contentType = (packet as any).properties?.contentType as string | undefined;
+    if (packet.qos === 0 && this.config.shedQos0 && this.overloaded()) {
+      // Policy: under pressure QoS 0 telemetry (which the device does not expect to be confirmed)
+      // is shed first, counted, so QoS 1 readings keep their room.
+      if (this.ingest.shed(packet.topic)) {
+        if (typeof packet.payload === 'object') this.refused.add(packet.payload);
+        return callback(null);
+      }
+    }
     const result = this.ingest.accept(packet.topic, payload, client?.id ?? '', contentType);
     if (result === null) return callback(null);
     if (!result.ok) {
@@ -130,7 +141,7 @@ export class Broker {
       return callback(null);
     }
     this.stats.pendingCommits++;
-    if (this.stats.pendingCommits > this.config.highWater && client) this.pause(client);
+    if (client && this.overloaded()) this.pause(client);
     result.committed.then(
       () => {
         this.stats.pendingCommits--;
@@ -144,6 +155,11 @@ export class Broker {
         callback(err);
       },
     );
+  }
+
+  /** Over the high watermark of pending commits, or the log is full. */
+  overloaded(): boolean {
+    return this.stats.pendingCommits > this.config.highWater || this.ingest.logFull();
   }
 
   private pause(client: Client): void {

@@ -29,6 +29,7 @@ export function register(program: Command): void {
     .addOption(new Option('--sync <policy>', 'fsync policy of the log').choices(['always', 'interval', 'never']))
     .option('--quota <size>', 'disk quota of the log, e.g. 512MiB')
     .addOption(new Option('--when-full <policy>', 'what to do when the quota is reached').choices(['block', 'drop-oldest']))
+    .option('--max-backoff <duration>', 'longest wait between retries to the cloud, also the circuit-breaker probe interval (default 30s)')
     .option('--check-config', 'validate the configuration and exit')
     .option('--log-level <level>', 'log level (trace, debug, info, warn, error)', 'info')
     .action(async (opts) => {
@@ -45,6 +46,7 @@ export function register(program: Command): void {
           'log.sync': opts.sync,
           'log.quota': opts.quota,
           'log.whenFull': opts.whenFull,
+          'forward.maxBackoff': opts.maxBackoff,
         });
       } catch (err) {
         fail(err);

@@ -56,7 +56,7 @@ export const gatewayConfigSchema = z
         maxBatchRecords: z.number().int().min(1).max(100_000).default(5000),
         /** Per-request timeout. */
         timeout: duration('forward.timeout').default(30_000),
-        /** Longest retry backoff. */
+        /** Longest retry backoff; also the circuit breaker's probe interval while the cloud is down. */
         maxBackoff: duration('forward.maxBackoff').default(30_000),
       })
       .strict()
@@ -113,7 +113,12 @@ export function loadGatewayConfig(file: string | undefined, flags: Record<string
       whenFull: parsed.log.whenFull,
       maxGroup: parsed.log.maxGroup,
     },
-    forwarder: { maxBatchRecords: parsed.forward.maxBatchRecords, requestTimeoutMs: parsed.forward.timeout, maxBackoffMs: parsed.forward.maxBackoff },
+    forwarder: {
+      maxBatchRecords: parsed.forward.maxBatchRecords,
+      requestTimeoutMs: parsed.forward.timeout,
+      maxBackoffMs: parsed.forward.maxBackoff,
+      breakerCooldownMs: parsed.forward.maxBackoff,
+    },
   };
 }
 

@@ -93,6 +93,18 @@ export class Ingest {
     return { ok: true, seq, committed: done };
   }
 
+  /** Count a telemetry publish shed by the backpressure policy. False for non-telemetry topics. */
+  shed(topic: string): boolean {
+    if (!topic.startsWith('devices/') || !topic.includes('/telemetry')) return false;
+    this.stats.received++;
+    this.stats.dropped.shed_qos0 = (this.stats.dropped.shed_qos0 ?? 0) + 1;
+    return true;
+  }
+
+  logFull(): boolean {
+    return this.log.stats.full;
+  }
+
   private reject(topic: string, payload: Uint8Array, client: string, err: unknown): IngestResult {
     const code = isSluiceError(err) ? err.code : 'SLUICE_BAD_PAYLOAD';
     const message = (err as Error).message;

@@ -94,6 +94,7 @@ describe('runSim against aedes', () => {
     expect([...seen.keys()].sort()).toEqual([...r.perDevice.keys()]);
     for (const [id, d] of r.perDevice) {
       expect(d.sent).toBe(25);
+      expect(d.ackedCount).toBe(25);
       expect(d.ackedSeqs).toEqual(range(25));
       expect(d.acked.map((a) => a.seq)).toEqual(range(25));
       expect(d.unacked).toEqual([]);
@@ -152,6 +153,13 @@ describe('runSim against aedes', () => {
     const key = (x: unknown[]): string => `${x[0]}/${x[1]}`;
     const sortBy = (xs: unknown[][]) => [...xs].sort((a, c) => key(a).localeCompare(key(c)));
     expect(sortBy(b.seen.map((s) => [s.deviceId, s.p.seq, s.p.values]))).toEqual(sortBy(first));
+  });
+
+  it('recordAcks: false keeps the counts only', async () => {
+    const b = await startBroker();
+    const r = await runSim(base(b.url, { devices: 2, count: 10, recordAcks: false }));
+    expect(r).toMatchObject({ sent: 20, acked: 20, unacked: 0 });
+    for (const d of r.perDevice.values()) expect(d).toMatchObject({ sent: 10, ackedCount: 10, acked: [], ackedSeqs: [], unacked: [] });
   });
 
   it('durationMs ends the run; what was sent is exactly what the broker saw', async () => {

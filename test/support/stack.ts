@@ -18,6 +18,14 @@ export interface Stack {
   mqttUrl: string;
   gatewayHttp: string;
   dir: string;
+  /** Stop the cloud process (SIGTERM). */
+  stopCloud(): Promise<void>;
+  /** Start the cloud process again on the same port and data directory. */
+  startCloud(): Promise<void>;
+  /** Stop influxd (its data stays). */
+  stopInflux(): Promise<void>;
+  /** Start influxd again on the same port and data directory. */
+  startInflux(): Promise<void>;
   /** Start (or restart) the gateway process on the same data directory and, if given, port. */
   startGateway(opts?: { mqttPort?: number; extraArgs?: string[] }): Promise<SluiceProcess>;
   stop(): Promise<void>;
@@ -25,14 +33,16 @@ export interface Stack {
 
 export async function startStack(opts: { gatewayId?: string; db?: string; gatewayArgs?: string[] } = {}): Promise<Stack> {
   const tmp = await tempDir('sluice-e2e-');
-  const influx = await startInfluxd({ dataDir: join(tmp.path, 'influxdb') });
+  let influx = await startInfluxd({ dataDir: join(tmp.path, 'influxdb') });
+  const influxPort = influx.port;
   const db = opts.db ?? 'sluice';
   const gatewayId = opts.gatewayId ?? 'gw-e2e';
   const token = 'tok-' + Math.random().toString(36).slice(2);
-  const cloud = await startSluice(
-    ['cloud', '--listen', '127.0.0.1:0', '--data', join(tmp.path, 'cloud'), '--gateway-token', `${gatewayId}=${token}`, '--influx', influx.url, '--influx-api', '1', '--influx-db', db],
-    CLOUD_READY,
-  );
+  const cloudArgs = (listen: string) => [
+    'cloud', '--listen', listen, '--data', join(tmp.path, 'cloud'), '--gateway-token', `${gatewayId}=${token}`,
+    '--influx', influx.url, '--influx-api', '1', '--influx-db', db,
+  ];
+  const cloud = await startSluice(cloudArgs('127.0.0.1:0'), CLOUD_READY);
   const cloudUrl = cloud.match[1];
   const stack: Stack = {
     influx,
@@ -45,6 +55,19 @@ export async function startStack(opts: { gatewayId?: string; db?: string; gatewa
     mqttUrl: '',
     gatewayHttp: '',
     dir: tmp.path,
+    async stopCloud() {
+      await stack.cloud.stop('SIGTERM');
+    },
+    async startCloud() {
+      stack.cloud = await startSluice(cloudArgs(`127.0.0.1:${new URL(cloudUrl).port}`), CLOUD_READY);
+    },
+    async stopInflux() {
+      await stack.influx.stop();
+    },
+    async startInflux() {
+      influx = await startInfluxd({ dataDir: join(tmp.path, 'influxdb'), port: influxPort });
+      stack.influx = influx;
+    },
     async startGateway(g = {}) {
       const proc = await startSluice(
         [
@@ -60,8 +83,8 @@ export async function startStack(opts: { gatewayId?: string; db?: string; gatewa
     },
     async stop() {
       await stack.gateway?.stop('SIGTERM').catch(() => undefined);
-      await cloud.stop('SIGTERM').catch(() => undefined);
-      await influx.stop().catch(() => undefined);
+      await stack.cloud.stop('SIGTERM').catch(() => undefined);
+      await stack.influx.stop().catch(() => undefined);
       await tmp.remove();
     },
   };
