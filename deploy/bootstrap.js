@@ -19,6 +19,10 @@ const SYSTEM_DEPS = {
     mosquitto_pub: 'mosquitto-clients',
     mosquitto_sub: 'mosquitto-clients',
     'victoria-metrics': 'victoria-metrics',
+    chromium: 'chromium',
+    openssl: 'openssl',
+    prometheus: 'prometheus',
+    'systemd-analyze': 'systemd',
   },
   bench: { influxd: 'influxdb', mosquitto: 'mosquitto', mosquitto_pub: 'mosquitto-clients' },
 };
