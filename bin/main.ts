@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { register as registerGateway } from '../gateway/cli.js';
 import { register as registerCloud } from '../cloud/cli.js';
 import { register as registerQuery } from '../cloud/query-cli.js';
+import { register as registerAlerts } from '../cloud/alerts-cli.js';
 import { register as registerSim } from '../devices-sim/cli.js';
 import { register as registerDemo } from '../deploy/demo.js';
 
@@ -19,6 +20,7 @@ registerGateway(program);
 registerCloud(program);
 registerSim(program);
 registerQuery(program);
+registerAlerts(program);
 registerDemo(program);
 
 await program.parseAsync(process.argv);

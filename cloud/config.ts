@@ -13,6 +13,13 @@
  *   influx-org       organisation, API 2
  *   influx-bucket    bucket, API 2
  *   influx-token     token, API 2 (or env SLUICE_INFLUX_TOKEN)
+ *   rules            alert rules YAML file (alert-rules.ts); reloaded on change and on SIGHUP
+ *   log-level        trace|debug|info|warn|error|silent (or env SLUICE_LOG_LEVEL; reloaded on SIGHUP)
+ *
+ * Environment (secrets, so they need not sit in the file or on the command line, e.g. a systemd
+ * EnvironmentFile): SLUICE_GATEWAY_TOKENS "GW=TOKEN GW2=TOKEN2" (space, comma or newline separated;
+ * merged over the file's, under the flags'), SLUICE_INFLUX_PASSWORD, SLUICE_INFLUX_TOKEN, SLUICE_LOG_LEVEL.
+ * deploy/cloud.sample.yaml is the commented sample; a test loads it through this loader.
  *
  * Every problem is a SluiceError('SLUICE_BAD_CONFIG') whose message names the flag or file key;
  * unknown file keys are refused by name.
@@ -23,14 +30,15 @@ import { z } from 'zod';
 import { GATEWAY_ID_RE } from '../protocols/batch.js';
 import { SluiceError } from '../protocols/errors.js';
 import { parseHostPort } from '../protocols/units.js';
+import { CLOUD_SECURITY_FILE_KEYS, resolveCloudSecurity, type CloudSecurityConfig, type CloudSecurityFlags } from './auth-config.js';
 import type { InfluxConfig } from './influx-common.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8787';
 export const DEFAULT_INFLUX_URL = 'http://127.0.0.1:8086';
 export const DEFAULT_INFLUX_DB = 'sluice';
 
-/** The flags as commander hands them over (all optional strings). */
-export interface CloudFlags {
+/** The flags as commander hands them over (all optional strings). Security flags: auth-config.ts. */
+export interface CloudFlags extends CloudSecurityFlags {
   listen?: string;
   data?: string;
   gatewayToken?: string[];
@@ -42,6 +50,7 @@ export interface CloudFlags {
   influxOrg?: string;
   influxBucket?: string;
   influxToken?: string;
+  rules?: string;
 }
 
 const str = z.string().min(1);
@@ -57,15 +66,20 @@ export const CloudFileSchema = z.strictObject({
   'influx-org': str.optional(),
   'influx-bucket': str.optional(),
   'influx-token': str.optional(),
+  'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).optional(),
+  rules: str.optional(),
+  ...CLOUD_SECURITY_FILE_KEYS,
 });
 export type CloudFile = z.infer<typeof CloudFileSchema>;
 
 /** What CloudServer needs from the configuration (the rest of CloudServerConfig has defaults). */
-export interface ResolvedCloudConfig {
+export interface ResolvedCloudConfig extends CloudSecurityConfig {
   listen: { host: string; port: number };
   dataDir: string;
   gatewayTokens: Record<string, string>;
   influx: InfluxConfig;
+  /** Alert rules file, when configured. */
+  rulesFile?: string;
 }
 
 function bad(message: string): SluiceError {
@@ -133,8 +147,11 @@ export function resolveCloudConfig(flags: CloudFlags, file: CloudFile = {}, env:
   const ft = file['gateway-token'];
   if (Array.isArray(ft)) Object.assign(gatewayTokens, parseTokenPairs(ft, 'gateway-token'));
   else if (ft) for (const [gw, t] of Object.entries(ft)) addToken(gatewayTokens, gw, t, 'gateway-token');
+  const envTokens = env.SLUICE_GATEWAY_TOKENS?.split(/[\s,]+/).filter(Boolean) ?? [];
+  Object.assign(gatewayTokens, parseTokenPairs(envTokens, 'SLUICE_GATEWAY_TOKENS'));
   Object.assign(gatewayTokens, parseTokenPairs(flags.gatewayToken ?? [], '--gateway-token'));
-  if (Object.keys(gatewayTokens).length === 0) throw bad('at least one --gateway-token GW=TOKEN is required (or "gateway-token" in the config file)');
+  const security = resolveCloudSecurity(flags, file, env);
+  if (Object.keys(gatewayTokens).length === 0 && !security.gatewayTokenHashes) throw bad('at least one --gateway-token GW=TOKEN is required (or "gateway-token" in the config file, or env SLUICE_GATEWAY_TOKENS)');
   const seen = new Map<string, string>();
   for (const [gw, t] of Object.entries(gatewayTokens)) {
     const other = seen.get(t);
@@ -181,5 +198,16 @@ export function resolveCloudConfig(flags: CloudFlags, file: CloudFile = {}, env:
     if (!token) throw bad('--influx-token (or env SLUICE_INFLUX_TOKEN) is required with --influx-api 2');
     influx = { api: 2, url, org, bucket, token };
   }
-  return { listen, dataDir, gatewayTokens, influx };
+  const rulesFile = flags.rules ?? file.rules;
+  return { listen, dataDir, gatewayTokens, influx, ...security, ...(rulesFile !== undefined ? { rulesFile } : {}) };
+}
+
+export const CLOUD_LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const;
+
+/** Log level: flag > env SLUICE_LOG_LEVEL > file "log-level" > info. */
+export function resolveCloudLogLevel(flag: string | undefined, file: CloudFile = {}, env: NodeJS.ProcessEnv = process.env): string {
+  const [value, where] =
+    flag !== undefined ? [flag, '--log-level'] : env.SLUICE_LOG_LEVEL ? [env.SLUICE_LOG_LEVEL, 'SLUICE_LOG_LEVEL'] : [file['log-level'] ?? 'info', 'log-level'];
+  if (!(CLOUD_LOG_LEVELS as readonly string[]).includes(value)) throw bad(`${where}: "${value.slice(0, 20)}" is not one of ${CLOUD_LOG_LEVELS.join(', ')}`);
+  return value;
 }

@@ -5,6 +5,8 @@
  * On-disk layout (LevelDB in `<dataDir>/hwm`):
  *   hw!<gateway>!<incarnation>  →  JSON { "hw": <sequence>, "at": <ms when stored> }
  * Gateway ids match [A-Za-z0-9_.-] (no "!"), so the key splits unambiguously.
+ * Other cloud state lives in sublevels of the same database (keys `!<name>!…`, e.g. the alert state
+ * and outbox of alert-store.ts), so `set(…, ops)` can commit a mark and that state in one atomic batch.
  *
  * Guarantees:
  * - `set` is a synchronous LevelDB write (fsync): once it resolves, the mark survives a crash or
@@ -17,12 +19,20 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
+import type { AbstractSublevel } from 'abstract-level';
 import type { AggRecord, Batch, RawRecord } from '../protocols/batch.js';
 
 interface StoredMark {
   hw: number;
   at: number;
 }
+
+export type StoreSublevel<V> = AbstractSublevel<Level<string, StoredMark>, string | Buffer | Uint8Array, string, V>;
+
+/** A write to a sublevel, committed together with a mark (`set`) or alone (`batch`). */
+export type SublevelOp =
+  | { type: 'put'; sublevel: StoreSublevel<any>; key: string; value: unknown }
+  | { type: 'del'; sublevel: StoreSublevel<any>; key: string };
 
 export class HwmStore {
   private db: Level<string, StoredMark> | undefined;
@@ -61,11 +71,30 @@ export class HwmStore {
     return v?.hw ?? 0;
   }
 
-  async set(gw: string, inc: string, hw: number, now = Date.now()): Promise<void> {
+  /**
+   * Store the mark, and with it `ops` (state derived from the same records, e.g. alert state and
+   * outbox entries) in one atomic, synchronous LevelDB batch: after a crash either all of it is there
+   * or none of it.
+   */
+  async set(gw: string, inc: string, hw: number, now = Date.now(), ops: SublevelOp[] = []): Promise<void> {
     const db = this.open_();
     const cur = (await db.get(this.key(gw, inc)))?.hw ?? 0;
     if (hw < cur) throw new Error(`high-water mark of ${gw}/${inc} would go back from ${cur} to ${hw}`);
-    await db.put(this.key(gw, inc), { hw, at: now }, { sync: true });
+    if (ops.length === 0) {
+      await db.put(this.key(gw, inc), { hw, at: now }, { sync: true });
+      return;
+    }
+    await db.batch([{ type: 'put', key: this.key(gw, inc), value: { hw, at: now } }, ...(ops as any[])], { sync: true });
+  }
+
+  /** A JSON-valued sublevel of this store's database (for state committed together with marks). */
+  sublevel<V>(name: string): StoreSublevel<V> {
+    return this.open_().sublevel<string, V>(name, { valueEncoding: 'json' });
+  }
+
+  /** Commit sublevel writes atomically and synchronously, without a mark. */
+  async batch(ops: SublevelOp[]): Promise<void> {
+    if (ops.length > 0) await this.open_().batch(ops as any[], { sync: true });
   }
 
   /** Every stored mark (for diagnostics). */

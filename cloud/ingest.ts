@@ -10,20 +10,27 @@
  * - A replayed batch writes nothing; a partly replayed batch writes only sequences above the mark.
  * - Batches of one gateway are applied one at a time (HwmStore.serialize).
  * - Sink failures propagate (SLUICE_INFLUX_WRITE with `retryable`); the mark is untouched.
+ * - Alerts (optional `deps.alerts`): after the write succeeded, only the new records (seq > mark) go to
+ *   the alert service, which returns the alert state and outbox entries they produce to be stored in
+ *   the same atomic LevelDB batch as the new mark (alert-service.ts explains why this cannot fire twice).
  */
 import type { Logger } from 'pino';
-import type { Batch, BatchAck, BatchGap } from '../protocols/batch.js';
+import type { AggRecord, Batch, BatchAck, BatchGap, RawRecord } from '../protocols/batch.js';
 import type { PointSink } from './influx-common.js';
-import { planBatch, type HwmStore } from './hwm-store.js';
+import { planBatch, type HwmStore, type SublevelOp } from './hwm-store.js';
 import { toLine } from './line-protocol.js';
 import type { CloudMetrics } from './metrics.js';
-import { aggToPoint, rawToPoint, RAW_MEASUREMENT } from './points.js';
+import { aggToPoint, rawToLine, RAW_MEASUREMENT } from './points.js';
 
 export interface IngestDeps {
   store: HwmStore;
   sink: PointSink;
   metrics: CloudMetrics;
   logger: Logger;
+  /** The alert tier; sees each new record once, its state is stored with the mark. */
+  alerts?: { afterWrite(recs: RawRecord[], aggs: AggRecord[], persist: (ops: SublevelOp[]) => Promise<void>): Promise<void> };
+  /** Called after the mark is stored, with the records that were new (live events). Must not throw. */
+  onCommitted?: (gw: string, recs: RawRecord[], aggs: AggRecord[]) => void;
 }
 
 export type IngestResult =
@@ -50,7 +57,7 @@ async function apply(batch: Batch, deps: IngestDeps): Promise<IngestResult> {
   }
   const perMeasurement = new Map<string, number>();
   const lines: string[] = [];
-  for (const r of plan.recs) lines.push(toLine(rawToPoint(batch.gw, r)));
+  for (const r of plan.recs) lines.push(rawToLine(batch.gw, r));
   if (plan.recs.length > 0) perMeasurement.set(RAW_MEASUREMENT, plan.recs.length);
   // By sequence, so a later revision of a window in the same request is the one InfluxDB keeps.
   for (const a of [...plan.aggs].sort((x, y) => x.seq - y.seq)) {
@@ -68,6 +75,9 @@ async function apply(batch: Batch, deps: IngestDeps): Promise<IngestResult> {
     for (const [m, n] of perMeasurement) metrics.pointsWritten.inc({ measurement: m }, n);
   }
   if (plan.replayed > 0) metrics.replayed.inc(plan.replayed);
-  await store.set(batch.gw, batch.inc, plan.acked);
+  const persist = (ops: SublevelOp[]) => store.set(batch.gw, batch.inc, plan.acked, Date.now(), ops);
+  if (deps.alerts) await deps.alerts.afterWrite(plan.recs, plan.aggs, persist);
+  else await persist([]);
+  deps.onCommitted?.(batch.gw, plan.recs, plan.aggs);
   return { status: 200, body: { acked: plan.acked }, written: lines.length, replayed: plan.replayed };
 }

@@ -74,13 +74,21 @@ function name(params: URLSearchParams, key: string): string {
   return v;
 }
 
+/** Everything of a series query but the device and metric names. */
+export type SeriesOptions = Omit<SeriesQuery, 'device' | 'metric'>;
+
 export function parseSeriesQuery(params: URLSearchParams, now = Date.now()): SeriesQuery {
   const device = name(params, 'device');
   const metric = name(params, 'metric');
+  return { device, metric, ...parseSeriesOptions(params, now) };
+}
+
+/** from, to, every, fn, window, limit (shared by the single- and multi-series forms). */
+export function parseSeriesOptions(params: URLSearchParams, now = Date.now()): SeriesOptions {
   const from = parseTime(params.get('from') ?? '-1h', 'from', now);
   const to = parseTime(params.get('to') ?? 'now', 'to', now);
   if (from > to) throw bad('from must not be later than to');
-  const q: SeriesQuery = { device, metric, from, to, limit: DEFAULT_LIMIT };
+  const q: SeriesOptions = { from, to, limit: DEFAULT_LIMIT };
   const fn = params.get('fn');
   if (fn !== null) {
     if (!(SERIES_FNS as readonly string[]).includes(fn)) throw bad(`fn must be one of ${SERIES_FNS.join(', ')}`);
@@ -114,7 +122,7 @@ export function parseSeriesQuery(params: URLSearchParams, now = Date.now()): Ser
 }
 
 /** How buckets of a pre-aggregated field combine: counts add up, the others keep their function. */
-const REBUCKET: Record<SeriesFn, string> = { mean: 'mean', min: 'min', max: 'max', last: 'last', count: 'sum', sum: 'sum' };
+export const REBUCKET: Record<SeriesFn, string> = { mean: 'mean', min: 'min', max: 'max', last: 'last', count: 'sum', sum: 'sum' };
 
 export function seriesInfluxQL(q: SeriesQuery): string {
   let measurement = RAW_MEASUREMENT;
@@ -145,15 +153,17 @@ export function seriesPoints(series: InfluxSeries[]): SeriesPoint[] {
   return out.sort((a, b) => a.t - b.t);
 }
 
-/** Each device's newest raw point: its time, and the gateway that sent it. */
+/** Each device's newest raw point: its time, its fields, and the gateway that sent it. */
 export function devicesInfluxQL(): string {
-  return `SELECT * FROM ${quoteIdent(RAW_MEASUREMENT)} GROUP BY ${quoteIdent('device')} ORDER BY time DESC LIMIT 1`;
+  return `SELECT *::field, ${quoteIdent('gateway')}::tag FROM ${quoteIdent(RAW_MEASUREMENT)} GROUP BY ${quoteIdent('device')} ORDER BY time DESC LIMIT 1`;
 }
 
 export interface DeviceInfo {
   device: string;
   gateway?: string;
   lastSeen: number;
+  /** With `values=1`: the newest value of each metric (see devicesLatestInfluxQL). */
+  values?: Record<string, number | boolean>;
 }
 
 export function devicesFromSeries(series: InfluxSeries[]): DeviceInfo[] {

@@ -136,7 +136,7 @@ switch (mode) {
     exec(process.execPath, [sluice, 'demo', ...rest]);
     break;
   case 'bench':
-    exec(process.execPath, [sluice, 'bench', ...rest]);
+    exec(process.execPath, ['--import', 'tsx', join(root, 'test', 'bench', 'run.ts'), ...rest]);
     break;
   default:
     log(`unknown mode "${mode}" (want demo, test or bench)`);

@@ -12,10 +12,24 @@
  * - Backpressure: while more than `highWater` commits are pending, publishing clients' sockets are
  *   paused; they resume below `lowWater`. A subscriber that does not drain within `drainTimeoutMs`
  *   is disconnected, so it cannot stall the broker.
+ * - Security (gateway/README.md "Security"): every client is authenticated at CONNECT (auth.ts:
+ *   registry password, TLS client certificate, or anonymous only with `allowAnonymous`) and then
+ *   confined by its ACL (auth-acl.ts). A refused PUBLISH is acknowledged and dropped
+ *   [MQTT-3.3.5-2], never stored or forwarded; a refused SUBSCRIBE gets 0x80 in the SUBACK. Client
+ *   ids are scoped by identity, so one device cannot take over another's session.
+ * - Limits (auth-limits.ts): packet size, topic length/depth, per-device publish rate, open sockets,
+ *   CONNECT timeout. Exceeding one is refused and counted (stats.dropped / stats.refused), never a
+ *   crash. A QoS 1/2 publish over the rate closes the connection without PUBACK, so the reading is
+ *   not lost: the device resends it after reconnecting.
  */
-import { Aedes, type AedesPublishPacket, type Client, type PublishPacket } from 'aedes';
+import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { DeviceAuth, type DeviceAuthOptions, type Identity } from './auth.js';
+import { DEFAULT_ADMISSION_LIMITS, limitPacketSize, RateLimiter, topicLimitViolation } from './auth-limits.js';
 import type { Ingest } from './ingest.js';
+import { DeviceRegistry } from './registry.js';
+import { tlsServerOptions, verifiedClientCn, type TlsListenConfig } from './tls.js';
 
 export interface BrokerConfig {
   host: string;
@@ -34,15 +48,36 @@ export interface BrokerConfig {
   maxConnections: number;
   /** Drop (and count) QoS 0 telemetry while overloaded instead of queueing it. */
   shedQos0: boolean;
+  /** Longest topic or topic filter in characters. */
+  maxTopicLength: number;
+  /** Most levels in a topic or topic filter. */
+  maxTopicLevels: number;
+  /** Sustained publishes per second per device/account (0 = unlimited). */
+  publishRate: number;
+  /** Publishes a device may burst above the sustained rate. */
+  publishBurst: number;
+  /** ms a new connection has to send CONNECT (also the TLS handshake timeout). */
+  connectTimeoutMs: number;
+  /** Device registry (YAML, registry.ts). Without it only anonymous or certificate clients get in. */
+  registryFile?: string;
+  /** MQTT over TLS listener, in addition to the plain one. */
+  tls?: TlsListenConfig;
+  /** Tuning of credential verification (cache, concurrency); defaults suit production. */
+  auth?: Pick<DeviceAuthOptions, 'cacheTtlMs' | 'concurrency' | 'maxQueue'>;
 }
 
 export const DEFAULT_BROKER_CONFIG: Omit<BrokerConfig, 'host' | 'port' | 'allowAnonymous'> = {
   highWater: 20_000,
   lowWater: 5_000,
   drainTimeoutMs: 10_000,
-  maxPacketBytes: 256 * 1024,
+  maxPacketBytes: DEFAULT_ADMISSION_LIMITS.maxPacketBytes,
   maxConnections: 10_000,
   shedQos0: true,
+  maxTopicLength: DEFAULT_ADMISSION_LIMITS.maxTopicLength,
+  maxTopicLevels: DEFAULT_ADMISSION_LIMITS.maxTopicLevels,
+  publishRate: DEFAULT_ADMISSION_LIMITS.publishRate,
+  publishBurst: DEFAULT_ADMISSION_LIMITS.publishBurst,
+  connectTimeoutMs: DEFAULT_ADMISSION_LIMITS.connectTimeoutMs,
 };
 
 export interface BrokerStats {
@@ -53,16 +88,37 @@ export interface BrokerStats {
   pendingCommits: number;
   pausedSockets: number;
   pauses: number;
+  /** Open sockets, including those not yet past CONNECT. */
+  openSockets: number;
+  /** Refused connections and subscriptions, by reason (bad_password, identifier_rejected, subscribe_denied, …). */
+  refused: Record<string, number>;
+  /** Publishes refused before ingest, by reason (acl_denied, rate_limited, topic_too_long, packet_too_large, …). */
+  dropped: Record<string, number>;
+  /** scrypt verifications run, and CONNECTs answered from the verification cache. */
+  authVerifications: number;
+  authCacheHits: number;
 }
 
 export class Broker {
   readonly config: BrokerConfig;
-  readonly stats: BrokerStats = { connected: 0, connections: 0, refusedConnections: 0, clientErrors: 0, pendingCommits: 0, pausedSockets: 0, pauses: 0 };
+  readonly stats: BrokerStats = {
+    connected: 0, connections: 0, refusedConnections: 0, clientErrors: 0, pendingCommits: 0, pausedSockets: 0, pauses: 0,
+    openSockets: 0, refused: {}, dropped: {}, authVerifications: 0, authCacheHits: 0,
+  };
   private aedes!: Aedes;
   private server!: Server;
+  private tlsServer?: TlsServer;
   private readonly refused = new WeakSet<object>();
   private readonly paused = new Set<Socket>();
+  private readonly sockets = new Set<Socket>();
+  private readonly identities = new WeakMap<Client, Identity>();
+  private readonly emptyClientIds = new WeakSet<Client>();
+  private readonly warned = new Map<string, number>();
+  private registry?: DeviceRegistry;
+  private auth!: DeviceAuth;
+  private rate!: RateLimiter;
   private address = '';
+  private tlsAddress = '';
 
   constructor(
     config: Partial<BrokerConfig> & Pick<BrokerConfig, 'host' | 'port' | 'allowAnonymous'>,
@@ -76,54 +132,207 @@ export class Broker {
     return this.address;
   }
 
+  /** mqtts:// URL of the TLS listener, '' when there is none. */
+  get tlsUrl(): string {
+    return this.tlsAddress;
+  }
+
   get instance(): Aedes {
     return this.aedes;
   }
 
+  /** The identity a connected client authenticated as (undefined before CONNECT completes). */
+  identityOf(client: Client): Identity | undefined {
+    return this.identities.get(client);
+  }
+
   async start(): Promise<string> {
+    if (this.config.registryFile) {
+      this.registry = new DeviceRegistry(this.config.registryFile, { onLog: this.onLog });
+      await this.registry.load();
+      this.onLog('info', 'device registry loaded', { path: this.config.registryFile, entries: this.registry.size });
+    } else if (!this.config.allowAnonymous && (this.config.tls?.clientAuth ?? 'none') === 'none') {
+      this.onLog('warn', 'no device registry (--registry) and no --allow-anonymous: every MQTT client will be refused');
+    }
+    this.auth = new DeviceAuth({ registry: this.registry, allowAnonymous: this.config.allowAnonymous, ...this.config.auth });
+    this.rate = new RateLimiter(this.config.publishRate, Math.max(1, this.config.publishBurst));
+    const tlsOptions = this.config.tls ? tlsServerOptions(this.config.tls, this.config.connectTimeoutMs) : undefined;
     this.aedes = await Aedes.createBroker({
       drainTimeout: this.config.drainTimeoutMs,
-      connectTimeout: 10_000,
-      authenticate: (client, username, _password, done) => {
-        if (this.config.allowAnonymous) return done(null, true);
-        // No device registry yet: refuse everyone. [MQTT-3.2.2-5] CONNACK 5 "not authorized".
-        const err = Object.assign(new Error('not authorized'), { returnCode: 5 as const });
-        this.onLog('warn', 'refused MQTT client: no credentials accepted', { client: client.id, username });
-        done(err as any, null);
+      connectTimeout: this.config.connectTimeoutMs,
+      // aedes' own ceiling (it disconnects); the configured, counted limit is checked in the hooks.
+      maxTopicLevels: 100,
+      preConnect: (client, packet, done) => {
+        if (!packet.clientId) this.emptyClientIds.add(client);
+        else packet.clientId = this.scopedClientId(client, packet.clientId, packet.username);
+        done(null, true);
       },
+      authenticate: (client, username, password, done) => this.authenticate(client, username, password, done),
       authorizePublish: (client, packet, callback) => this.authorizePublish(client, packet, callback),
-      // aedes copies the packet before forwarding but keeps the payload buffer: mark that.
-      authorizeForward: (_client, packet) => (this.refused.has(packet.payload as object) ? null : packet),
+      authorizeSubscribe: (client, sub, callback) => this.authorizeSubscribe(client, sub, callback),
+      authorizeForward: (client, packet) => {
+        // aedes copies the packet before forwarding but keeps the payload buffer: mark that.
+        if (this.refused.has(packet.payload as object)) return null;
+        const id = this.identities.get(client);
+        return id && !id.acl.canReceive(packet.topic) ? null : packet;
+      },
     });
     this.aedes.on('client', () => this.stats.connected++);
     this.aedes.on('clientDisconnect', () => this.stats.connected--);
     this.aedes.on('clientError', () => this.stats.clientErrors++);
     this.aedes.on('connectionError', () => this.stats.clientErrors++);
-    this.server = createServer((socket) => {
-      this.stats.connections++;
-      if (this.aedes.connectedClients >= this.config.maxConnections) {
-        this.stats.refusedConnections++;
+    this.server = createServer((socket) => this.accept(socket));
+    this.address = `mqtt://${await this.listen(this.server, this.config.host, this.config.port)}`;
+    if (tlsOptions && this.config.tls) {
+      // With optional client auth, a certificate the CA does not vouch for passes the handshake and
+      // is refused at CONNECT with CONNACK 5, which tells the device more than a dropped socket.
+      const tlsServer = createTlsServer(tlsOptions, (socket) => this.accept(socket));
+      tlsServer.on('tlsClientError', (err, socket) => {
+        this.refuse('tls_handshake', 'MQTTS handshake failed', { remote: socket.remoteAddress, err: err.message });
         socket.destroy();
-        return;
-      }
-      socket.on('error', () => undefined);
-      this.aedes.handle(socket);
-    });
+      });
+      this.tlsServer = tlsServer;
+      this.tlsAddress = `mqtts://${await this.listen(tlsServer, this.config.tls.host, this.config.tls.port)}`;
+    }
+    return this.address;
+  }
+
+  private async listen(server: Server | TlsServer, host: string, port: number): Promise<string> {
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.config.port, this.config.host, () => {
-        this.server.off('error', reject);
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
         resolve();
       });
     });
-    const addr = this.server.address();
-    const port = typeof addr === 'object' && addr ? addr.port : this.config.port;
-    this.address = `mqtt://${this.config.host.includes(':') ? `[${this.config.host}]` : this.config.host}:${port}`;
-    return this.address;
+    const addr = server.address();
+    const bound = typeof addr === 'object' && addr ? addr.port : port;
+    return `${host.includes(':') ? `[${host}]` : host}:${bound}`;
+  }
+
+  /** One new socket (TCP, or TLS after the handshake). */
+  private accept(socket: Socket): void {
+    this.stats.connections++;
+    if (this.sockets.size >= this.config.maxConnections) {
+      this.stats.refusedConnections++;
+      this.count(this.stats.refused, 'max_connections');
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    this.stats.openSockets = this.sockets.size;
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      this.stats.openSockets = this.sockets.size;
+    });
+    socket.on('error', () => undefined);
+    // Half-open connections (a device that lost power) are found by TCP keepalive even when the
+    // client asked for MQTT keepalive 0.
+    socket.setKeepAlive(true, 60_000);
+    const client = this.aedes.handle(socket);
+    const limited = limitPacketSize(client, this.config.maxPacketBytes, (declared) => {
+      this.count(this.stats.dropped, 'packet_too_large');
+      this.warnOnce(`packet|${socket.remoteAddress}`, 'MQTT packet over the size limit: connection closed', { remote: socket.remoteAddress, bytes: declared, limit: this.config.maxPacketBytes });
+    });
+    if (!limited) this.warnOnce('packet-hook', 'cannot enforce maxPacketBytes with this aedes/mqtt-packet version', {});
+  }
+
+  /**
+   * The id aedes registers the client under. With identities in play it is prefixed by the claimed
+   * identity (verified before registration, else the connection is refused), so device A's
+   * "client-1" and device B's "client-1" are different sessions and neither can take over the other.
+   * MQTT 3.1.1 clients never see the id the server uses.
+   */
+  private scopedClientId(client: Client, clientId: string, username: string | undefined): string {
+    if (!this.registry && !this.config.tls) return clientId;
+    const conn = (client as any).conn as TLSSocket;
+    const cn = typeof conn.getPeerCertificate === 'function' ? verifiedClientCn(conn) : undefined;
+    const owner = cn ?? username ?? '';
+    // ':' cannot occur in an id, so "owner:" prefixes never collide (anonymous gets ":").
+    return `${owner}:${clientId}`;
+  }
+
+  private authenticate(client: Client, username: string | undefined, password: Buffer | undefined, done: (err: any, ok: boolean | null) => void): void {
+    const remote = (client as any).conn?.remoteAddress as string | undefined;
+    const refuse = (returnCode: 2 | 3 | 5, reason: string) => {
+      this.refuse(reason, 'refused MQTT client', { reason, username: username?.slice(0, 64), remote, returnCode });
+      // [MQTT-3.2.2-5] CONNACK with the return code, then close.
+      done(Object.assign(new Error(reason), { returnCode }), null);
+    };
+    // [MQTT-3.1.3-8] a zero-byte ClientId with CleanSession 0: CONNACK 2 "identifier rejected".
+    if (this.emptyClientIds.has(client) && !client.clean) return refuse(2, 'identifier_rejected');
+    const conn = (client as any).conn as TLSSocket;
+    const cn = typeof conn.getPeerCertificate === 'function' ? verifiedClientCn(conn) : undefined;
+    if (cn === null) return refuse(5, 'tls_untrusted_certificate');
+    this.auth.authenticate({ username, password, certCn: cn }).then(
+      (r) => {
+        this.stats.authVerifications = this.auth.stats.verifications;
+        this.stats.authCacheHits = this.auth.stats.cacheHits;
+        if (!r.ok) return refuse(r.returnCode, r.reason);
+        // A will is published by the broker on the client's behalf: it must pass the same ACL.
+        const will = (client as any)._will as { topic: string } | null | undefined;
+        if (will && (!r.identity.acl.canPublish(will.topic) || topicLimitViolation(will.topic, this.config))) return refuse(5, 'will_denied');
+        this.identities.set(client, r.identity);
+        done(null, true);
+      },
+      (err: Error) => {
+        this.onLog('error', 'authentication failed internally', { err: err.message });
+        refuse(3, 'auth_error');
+      },
+    );
+  }
+
+  private authorizeSubscribe(client: Client | null, sub: Subscription, callback: (err: Error | null, sub?: Subscription | null) => void): void {
+    const id = client ? this.identities.get(client) : undefined;
+    const violation = topicLimitViolation(sub.topic, this.config);
+    if (violation || !id || !id.acl.canSubscribe(sub.topic)) {
+      // [MQTT-3.9.3] a null subscription is answered with 0x80 (failure) in the SUBACK.
+      this.refuse('subscribe_denied', 'refused SUBSCRIBE', { client: client?.id, identity: id?.id, filter: sub.topic.slice(0, 120), reason: violation ?? 'acl' });
+      return callback(null, null);
+    }
+    callback(null, sub);
+  }
+
+  private count(map: Record<string, number>, reason: string): void {
+    map[reason] = (map[reason] ?? 0) + 1;
+  }
+
+  private refuse(reason: string, msg: string, extra: Record<string, unknown>): void {
+    this.count(this.stats.refused, reason);
+    this.warnOnce(`${reason}|${extra.username ?? extra.identity ?? extra.remote ?? ''}`, msg, extra);
+  }
+
+  /** Warn once per key per minute: every refusal is counted, few are logged. */
+  private warnOnce(key: string, msg: string, extra: object): void {
+    const now = Date.now();
+    if (now - (this.warned.get(key) ?? 0) < 60_000) return;
+    if (this.warned.size > 10_000) this.warned.clear();
+    this.warned.set(key, now);
+    this.onLog('warn', msg, extra);
+  }
+
+  /** Refuse a publish: acknowledged as usual [MQTT-3.3.5-2], but never stored or forwarded. */
+  private dropPublish(client: Client | null, packet: PublishPacket, reason: string, callback: (error?: Error | null) => void): void {
+    this.count(this.stats.dropped, reason);
+    if (typeof packet.payload === 'object') this.refused.add(packet.payload);
+    const id = client ? this.identities.get(client) : undefined;
+    this.warnOnce(`${reason}|${id?.id ?? client?.id}`, 'refused PUBLISH', { reason, client: client?.id, identity: id?.id, topic: packet.topic.slice(0, 120) });
+    callback(null);
   }
 
   private authorizePublish(client: Client | null, packet: PublishPacket, callback: (error?: Error | null) => void): void {
     if (packet.topic.startsWith('$SYS/')) return callback(new Error('$SYS/ topics are reserved'));
+    const violation = topicLimitViolation(packet.topic, this.config);
+    if (violation) return this.dropPublish(client, packet, violation, callback);
+    const identity = client ? this.identities.get(client) : undefined;
+    if (client && (!identity || !identity.acl.canPublish(packet.topic))) return this.dropPublish(client, packet, 'acl_denied', callback);
+    if (!this.rate.take(this.rateKey(client, identity, packet.topic))) {
+      if (packet.qos === 0) return this.dropPublish(client, packet, 'rate_limited', callback);
+      // QoS 1/2: no PUBACK, close the connection [MQTT-3.3.5-2]; the device resends after reconnecting.
+      this.count(this.stats.dropped, 'rate_limited');
+      this.warnOnce(`rate|${identity?.id ?? client?.id}`, 'publish rate exceeded: closing the connection without PUBACK', { client: client?.id, identity: identity?.id });
+      return callback(new Error('publish rate exceeded'));
+    }
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     const contentType = (packet as any).properties?.contentType as string | undefined;
     if (packet.qos === 0 && this.config.shedQos0 && this.overloaded()) {
@@ -157,6 +366,16 @@ export class Broker {
     );
   }
 
+  /** Rate-limit bucket: the authenticated identity, else the device named by the topic, else the client. */
+  private rateKey(client: Client | null, identity: Identity | undefined, topic: string): string {
+    if (identity && identity.kind !== 'anonymous') return identity.id;
+    if (topic.startsWith('devices/')) {
+      const end = topic.indexOf('/', 8);
+      return `dev:${topic.slice(8, end < 0 ? undefined : end)}`;
+    }
+    return `client:${client?.id ?? ''}`;
+  }
+
   /** Over the high watermark of pending commits, or the log is full. */
   overloaded(): boolean {
     return this.stats.pendingCommits > this.config.highWater || this.ingest.logFull();
@@ -182,11 +401,12 @@ export class Broker {
   async stop(): Promise<void> {
     if (!this.server) return;
     this.resumeAll();
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      // close() waits for connections to end; aedes.close() ends them.
-      this.aedes.close(() => undefined);
-    });
+    const closed = [this.server, ...(this.tlsServer ? [this.tlsServer] : [])].map((srv) => new Promise<void>((resolve) => srv.close(() => resolve())));
+    // close() waits for connections to end; aedes.close() ends those of clients past CONNECT, and
+    // sockets that never sent one are cut here rather than left to their CONNECT timeout.
+    this.aedes.close(() => undefined);
+    for (const s of this.sockets) s.destroy();
+    await Promise.all(closed);
   }
 }
 

@@ -8,6 +8,7 @@ import { isSluiceError } from '../protocols/errors.js';
 import { loadGatewayConfig } from './config.js';
 import { Gateway } from './gateway.js';
 import { DurableLog } from './log.js';
+import { registerDeviceCommands } from './registry-cli.js';
 
 function fail(err: unknown): never {
   process.stderr.write(`sluice gateway: ${(err as Error).message}\n`);
@@ -15,6 +16,7 @@ function fail(err: unknown): never {
 }
 
 export function register(program: Command): void {
+  registerDeviceCommands(program);
   const gw = program
     .command('gateway')
     .description('run the edge gateway: MQTT broker → durable log → cloud forwarder')
@@ -26,16 +28,23 @@ export function register(program: Command): void {
     .option('--cloud <url>', 'cloud ingest base URL')
     .option('--cloud-token <token>', 'bearer token of this gateway at the cloud (or env SLUICE_CLOUD_TOKEN)')
     .option('--allow-anonymous', 'accept MQTT clients without credentials')
+    .option('--registry <file>', 'device registry (sluice device add): MQTT username = device id, password = its secret')
+    .option('--mqtts <host:port>', 'MQTT over TLS listen address (needs --tls-cert, --tls-key)')
+    .option('--tls-cert <file>', 'PEM server certificate for --mqtts')
+    .option('--tls-key <file>', 'PEM private key for --mqtts')
+    .option('--tls-ca <file>', 'CA that signs client certificates (device id = certificate CN)')
+    .addOption(new Option('--tls-client-auth <mode>', 'client certificates on --mqtts').choices(['none', 'optional', 'require']))
+    .option('--cloud-ca <file>', "CA bundle to verify the cloud's HTTPS certificate with")
     .addOption(new Option('--sync <policy>', 'fsync policy of the log').choices(['always', 'interval', 'never']))
     .option('--quota <size>', 'disk quota of the log, e.g. 512MiB')
     .addOption(new Option('--when-full <policy>', 'what to do when the quota is reached').choices(['block', 'drop-oldest']))
     .option('--max-backoff <duration>', 'longest wait between retries to the cloud, also the circuit-breaker probe interval (default 30s)')
     .option('--check-config', 'validate the configuration and exit')
-    .option('--log-level <level>', 'log level (trace, debug, info, warn, error)', 'info')
+    .option('--log-level <level>', 'log level: trace, debug, info, warn, error (default info; or env SLUICE_LOG_LEVEL, or logLevel in the file)')
     .action(async (opts) => {
       let config;
-      try {
-        config = loadGatewayConfig(opts.config, {
+      const load = () =>
+        loadGatewayConfig(opts.config, {
           id: opts.id,
           mqtt: opts.mqtt,
           http: opts.http,
@@ -43,11 +52,21 @@ export function register(program: Command): void {
           cloud: opts.cloud,
           cloudToken: opts.cloudToken,
           allowAnonymous: opts.allowAnonymous,
+          registry: opts.registry,
+          mqtts: opts.mqtts,
+          'tls.cert': opts.tlsCert,
+          'tls.key': opts.tlsKey,
+          'tls.ca': opts.tlsCa,
+          'tls.clientAuth': opts.tlsClientAuth,
+          cloudCa: opts.cloudCa,
           'log.sync': opts.sync,
           'log.quota': opts.quota,
           'log.whenFull': opts.whenFull,
           'forward.maxBackoff': opts.maxBackoff,
+          logLevel: opts.logLevel,
         });
+      try {
+        config = load();
       } catch (err) {
         fail(err);
       }
@@ -55,7 +74,7 @@ export function register(program: Command): void {
         process.stdout.write('configuration ok\n');
         return;
       }
-      const logger = pino({ name: 'sluice-gateway', level: opts.logLevel }, pino.destination(2));
+      const logger = pino({ name: 'sluice-gateway', level: config.logLevel ?? 'info' }, pino.destination(2));
       const gateway = new Gateway({ ...config, logger });
       let addrs;
       try {
@@ -63,7 +82,6 @@ export function register(program: Command): void {
       } catch (err) {
         fail(err);
       }
-      process.stdout.write(`sluice gateway ${config.id} listening on ${addrs.mqtt}${addrs.http ? ` http ${addrs.http}` : ''}\n`);
       let stopping = false;
       const stop = async (signal: string) => {
         if (stopping) return;
@@ -80,6 +98,19 @@ export function register(program: Command): void {
       };
       process.on('SIGINT', () => void stop('SIGINT'));
       process.on('SIGTERM', () => void stop('SIGTERM'));
+      // SIGHUP (systemctl reload): re-read the file and environment; a bad file changes nothing.
+      process.on('SIGHUP', () => {
+        if (stopping) return;
+        try {
+          gateway.reload(load());
+        } catch (err) {
+          logger.error({ err: (err as Error).message }, 'reload refused: configuration unchanged');
+        }
+      });
+      // The ready line only once the signal handlers are in place: a supervisor may signal right after it.
+      // The MQTTS address goes last, so parsers of the older line (mqtt, then http) keep working.
+      const mqtts = gateway.broker.tlsUrl ? ` mqtts ${gateway.broker.tlsUrl}` : '';
+      process.stdout.write(`sluice gateway ${config.id} listening on ${addrs.mqtt}${addrs.http ? ` http ${addrs.http}` : ''}${mqtts}\n`);
     });
 
   gw.command('status')
@@ -97,7 +128,8 @@ export function register(program: Command): void {
         ['connected clients', st.broker.connected],
         ['received', st.ingest.received],
         ['committed', st.ingest.committed],
-        ['dropped', JSON.stringify({ ...st.ingest.dropped, evicted_quota: st.log.evicted })],
+        ['dropped', JSON.stringify({ ...st.ingest.dropped, ...st.broker.dropped, evicted_quota: st.log.evicted })],
+        ['refused', JSON.stringify(st.broker.refused ?? {})],
         ['forwarded', st.forwarder.recordsForwarded],
         ['acked seq / last seq', `${st.log.cursor} / ${st.log.nextSeq - 1}`],
         ['backlog', `${st.log.backlogRecords} records, ${st.log.backlogBytes} bytes, oldest ${age}`],

@@ -1,7 +1,9 @@
 /**
  * The gateway's configuration: one typed schema with defaults and a doc line per key. A YAML file
- * (`--config FILE`) and command-line flags fill it; flags win. Unknown keys and bad values are
- * refused at start with a message naming the key (SLUICE_BAD_CONFIG).
+ * (`--config FILE`), environment variables (GATEWAY_ENV below: secrets and per-host values) and
+ * command-line flags fill it; precedence flag > environment > file > default. Unknown keys and bad
+ * values are refused at start with a message naming the key (SLUICE_BAD_CONFIG).
+ * deploy/gateway.sample.yaml is the commented sample; a test loads it through this loader.
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
@@ -9,11 +11,33 @@ import { z } from 'zod';
 import { SluiceError } from '../protocols/errors.js';
 import { GATEWAY_ID_RE } from '../protocols/batch.js';
 import { parseDuration, parseHostPort, parseSize } from '../protocols/units.js';
+import { CLOCK_FLOOR_MS } from './clock.js';
+import { GATEWAY_SECURITY_KEYS, gatewaySecurity } from './auth-config.js';
 import type { GatewayConfig } from './gateway.js';
+
+/** Environment variable → config key. Empty variables are ignored. */
+export const GATEWAY_ENV: Record<string, string> = {
+  SLUICE_GATEWAY_ID: 'id',
+  SLUICE_CLOUD_URL: 'cloud',
+  SLUICE_CLOUD_TOKEN: 'cloudToken',
+  SLUICE_LOG_LEVEL: 'logLevel',
+};
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 const duration = (what: string) => z.union([z.string(), z.number()]).transform((v) => parseDuration(v, what));
 const size = (what: string) => z.union([z.string(), z.number()]).transform((v) => parseSize(v, what));
 const hostPort = (what: string) => z.string().transform((v) => parseHostPort(v, what));
+/** An ISO date ("2026-11-01", "2026-11-01T00:00:00Z") or ms since the epoch. */
+const instant = () =>
+  z.union([z.string(), z.number(), z.date()]).transform((v, ctx) => {
+    const ms = v instanceof Date ? v.getTime() : typeof v === 'number' ? v : Date.parse(v);
+    if (!Number.isFinite(ms) || ms < 0) {
+      ctx.addIssue({ code: 'custom', message: `"${String(v)}" is not a date (example: 2026-11-01)` });
+      return z.NEVER;
+    }
+    return ms;
+  });
 
 export const gatewayConfigSchema = z
   .object({
@@ -31,6 +55,22 @@ export const gatewayConfigSchema = z
     cloudToken: z.string().min(1),
     /** Accept MQTT clients without credentials (logs a warning at start). */
     allowAnonymous: z.boolean().default(false),
+    /** Log level of the JSON logs on stderr (env SLUICE_LOG_LEVEL; reloaded on SIGHUP). */
+    logLevel: z.enum(LOG_LEVELS).default('info'),
+    /** Longest graceful stop on SIGTERM (stop MQTT, finish commits and the batch in flight, close LevelDB); then exit 1. */
+    stopTimeout: duration('stopTimeout').default(15_000),
+    /** Wall clock trust (gateway/clock.ts): readings stamped by an unsynchronised clock are flagged and corrected. */
+    clock: z
+      .object({
+        /** auto: ask the kernel (systemd) and check the floor; floor: the floor only; off: always trust the clock. */
+        check: z.enum(['auto', 'floor', 'off']).default('auto'),
+        /** A clock reading before this date is never trusted (default: this release's date). */
+        notBefore: instant().default(CLOCK_FLOOR_MS),
+        /** While unsynchronised, how often to ask the kernel. */
+        probeInterval: duration('clock.probeInterval').default(5000),
+      })
+      .strict()
+      .default({ check: 'auto', notBefore: CLOCK_FLOOR_MS, probeInterval: 5000 }),
     /** Durable log settings. */
     log: z
       .object({
@@ -61,6 +101,8 @@ export const gatewayConfigSchema = z
       })
       .strict()
       .default({ maxBatchRecords: 5000, timeout: 30_000, maxBackoff: 30_000 }),
+    /** Security: registry, mqtts, tls.*, cloudCa, limits.* (documented in auth-config.ts). */
+    ...GATEWAY_SECURITY_KEYS,
   })
   .strict();
 
@@ -84,20 +126,27 @@ export function loadGatewayConfig(file: string | undefined, flags: Record<string
     if (typeof doc !== 'object' || Array.isArray(doc)) throw new SluiceError('SLUICE_BAD_CONFIG', `config file ${file} must be a YAML mapping`);
   }
   const merged: Record<string, unknown> = { ...doc };
-  if (env.SLUICE_CLOUD_TOKEN && merged.cloudToken === undefined) merged.cloudToken = env.SLUICE_CLOUD_TOKEN;
+  const fromEnv: Record<string, string> = {};
+  for (const [name, key] of Object.entries(GATEWAY_ENV)) {
+    if (!env[name]) continue;
+    merged[key] = env[name];
+    fromEnv[key] = name;
+  }
   for (const [k, v] of Object.entries(flags)) {
     if (v === undefined) continue;
     if (k.includes('.')) {
       const [outer, inner] = k.split('.');
       merged[outer] = { ...((merged[outer] as object) ?? {}), [inner]: v };
     } else merged[k] = v;
+    delete fromEnv[k];
   }
   let parsed: z.output<typeof gatewayConfigSchema>;
   try {
     parsed = gatewayConfigSchema.parse(merged);
   } catch (err) {
-    throw configError(err, file);
+    throw configError(err, file, fromEnv, merged);
   }
+  const security = gatewaySecurity(parsed, parsed.cloud);
   return {
     id: parsed.id,
     dataDir: parsed.data,
@@ -105,6 +154,9 @@ export function loadGatewayConfig(file: string | undefined, flags: Record<string
     http: parsed.http,
     cloud: { url: parsed.cloud, token: parsed.cloudToken },
     allowAnonymous: parsed.allowAnonymous,
+    logLevel: parsed.logLevel,
+    stopTimeoutMs: parsed.stopTimeout,
+    clock: { check: parsed.clock.check, notBeforeMs: parsed.clock.notBefore, probeIntervalMs: parsed.clock.probeInterval },
     log: {
       sync: parsed.log.sync,
       syncIntervalMs: parsed.log.syncInterval,
@@ -118,19 +170,28 @@ export function loadGatewayConfig(file: string | undefined, flags: Record<string
       requestTimeoutMs: parsed.forward.timeout,
       maxBackoffMs: parsed.forward.maxBackoff,
       breakerCooldownMs: parsed.forward.maxBackoff,
+      ...(security.cloudFetch ? { fetchImpl: security.cloudFetch } : {}),
     },
+    broker: security.broker,
+    payloadLimits: security.payloadLimits,
   };
 }
 
 /** Turn a zod (or unit-parsing) error into one message naming every offending key. */
-export function configError(err: unknown, file?: string): SluiceError {
+export function configError(err: unknown, file?: string, fromEnv: Record<string, string> = {}, input?: unknown): SluiceError {
   if (err instanceof SluiceError) return err;
   if (err instanceof z.ZodError) {
     const lines = err.issues.map((i) => {
       const key = i.path.join('.') || '(top level)';
+      const env = fromEnv[String(i.path[0])];
       if (i.code === 'unrecognized_keys') return `unknown key${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => `"${[...i.path, k].join('.')}"`).join(', ')}`;
-      if (i.code === 'invalid_type' && (i as any).input === undefined) return `missing required key "${key}"`;
-      return `"${key}": ${i.message}`;
+      // zod does not report the input value; look it up to tell "missing" from "wrong type".
+      const given = input === undefined ? (i as any).input : i.path.reduce<any>((o, k) => (o == null ? undefined : o[k as string]), input);
+      if (i.code === 'invalid_type' && given === undefined) {
+        const envName = Object.keys(GATEWAY_ENV).find((n) => GATEWAY_ENV[n] === key);
+        return `missing required key "${key}"${envName ? ` (or env ${envName})` : ''}`;
+      }
+      return `"${key}"${env ? ` (from ${env})` : ''}: ${i.message}`;
     });
     return new SluiceError('SLUICE_BAD_CONFIG', `bad configuration${file ? ` in ${file}` : ''}: ${lines.join('; ')}`, { cause: err });
   }

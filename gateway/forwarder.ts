@@ -40,6 +40,8 @@ export interface ForwarderConfig {
   breakerCooldownMs: number;
   /** When the backlog is small, wait up to this long to fill a batch (ms). */
   lingerMs: number;
+  /** fetch to use instead of the global one, e.g. one that trusts a private CA (tls-fetch.ts). */
+  fetchImpl?: typeof fetch;
 }
 
 export const DEFAULT_FORWARDER_CONFIG: Omit<ForwarderConfig, 'cloudUrl' | 'token' | 'gatewayId'> = {
@@ -345,7 +347,7 @@ export class Forwarder {
     this.stats.batchesSent++;
     let res: Response;
     try {
-      res = await fetch(new URL('/api/v1/batches', this.config.cloudUrl), {
+      res = await (this.config.fetchImpl ?? fetch)(new URL('/api/v1/batches', this.config.cloudUrl), {
         method: 'POST',
         headers: { 'content-type': 'application/cbor', authorization: `Bearer ${this.config.token}`, accept: 'application/json' },
         body: body as any,

@@ -9,7 +9,9 @@
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
+import type { PayloadLimits } from '../protocols/payload.js';
 import { Broker, type BrokerConfig } from './broker.js';
+import { GatewayClock, type ClockConfig } from './clock.js';
 import { Forwarder, type ForwarderConfig } from './forwarder.js';
 import { Ingest } from './ingest.js';
 import { DurableLog, type LogConfig } from './log.js';
@@ -28,7 +30,13 @@ export interface GatewayConfig {
   log?: Partial<Omit<LogConfig, 'dir'>>;
   forwarder?: Partial<Omit<ForwarderConfig, 'cloudUrl' | 'token' | 'gatewayId'>>;
   broker?: Partial<Omit<BrokerConfig, 'host' | 'port' | 'allowAnonymous'>>;
+  /** Payload limits (metrics, tags, sizes, nesting) applied by ingest; defaults in protocols/payload.ts. */
+  payloadLimits?: PayloadLimits;
   stopTimeoutMs?: number;
+  /** Level of the JSON logs (the CLI applies it; reload() changes it). */
+  logLevel?: string;
+  /** Wall clock trust for gateway-assigned timestamps (gateway/clock.ts). */
+  clock?: Partial<ClockConfig>;
   logger?: Logger;
 }
 
@@ -37,6 +45,7 @@ export class Gateway {
   readonly ingest: Ingest;
   readonly forwarder: Forwarder;
   readonly broker: Broker;
+  readonly clock: GatewayClock;
   readonly logger: Logger;
   private http?: Server;
   private started = false;
@@ -48,7 +57,12 @@ export class Gateway {
     this.logger = config.logger ?? pino({ name: 'sluice-gateway' });
     this.log = new DurableLog({ dir: join(config.dataDir, 'log'), ...config.log });
     const onLog = (level: 'warn' | 'error' | 'info', msg: string, extra?: object) => this.logger[level](extra ?? {}, msg);
+    this.clock = new GatewayClock(config.clock, {
+      onSync: (info) => this.logger.warn(info, 'clock synchronised: readings stamped before are corrected if still in the log'),
+    });
     this.ingest = new Ingest(this.log, {
+      limits: config.payloadLimits,
+      clock: this.clock,
       onReject: (info) => {
         // Log a rejected payload once per client and reason per minute: counted always, logged sparingly.
         const key = `${info.client}|${info.code}`;
@@ -65,6 +79,8 @@ export class Gateway {
 
   async start(): Promise<{ mqtt: string; http?: string }> {
     await this.log.open();
+    await this.clock.start();
+    if (!this.clock.isSynced()) this.logger.warn({ check: this.clock.config.check }, 'clock not synchronised: readings without a device timestamp are flagged until it is');
     this.logger.info({ incarnation: this.log.incarnation, cursor: this.log.ackedSeq, next: this.log.lastSeq + 1, backlog: this.log.stats.backlogRecords }, 'log opened');
     this.forwarder.start();
     this.mqttUrl = await this.broker.start();
@@ -72,6 +88,25 @@ export class Gateway {
     if (this.config.http) this.httpUrl = await this.startHttp(this.config.http.host, this.config.http.port);
     this.started = true;
     return { mqtt: this.mqttUrl, http: this.httpUrl || undefined };
+  }
+
+  /**
+   * SIGHUP: apply what can change without a restart. Today: the log level. Components that can
+   * reload (e.g. a device registry) hook in here. Returns the names of what was applied; keys that
+   * differ but need a restart are logged.
+   */
+  reload(next: GatewayConfig): string[] {
+    const applied: string[] = [];
+    if (next.logLevel && next.logLevel !== this.logger.level) {
+      this.logger.level = next.logLevel;
+      applied.push('logLevel');
+    }
+    const needRestart = (['id', 'dataDir', 'mqtt', 'http', 'cloud', 'allowAnonymous', 'log', 'forwarder', 'clock'] as const).filter(
+      (k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]),
+    );
+    if (needRestart.length > 0) this.logger.warn({ keys: needRestart }, 'configuration changed in keys that need a restart; not applied');
+    this.logger.info({ applied }, 'configuration reloaded');
+    return applied;
   }
 
   snapshotStats() {
@@ -128,6 +163,7 @@ export class Gateway {
     const deadline = this.config.stopTimeoutMs ?? 15_000;
     const work = (async () => {
       await this.broker.stop().catch(() => undefined);
+      this.clock.stop();
       await this.forwarder.stop();
       await this.log.close();
       if (this.http) {

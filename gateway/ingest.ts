@@ -10,10 +10,11 @@
  *   SLUICE_TOO_LARGE / SLUICE_UNSUPPORTED_VERSION), counted under dropped{reason}, kept in the
  *   dead-letter area, and touches nothing else.
  */
-import { FLAG_GATEWAY_TS, type RawRecord } from '../protocols/batch.js';
+import { FLAG_CLOCK_UNSYNCED, FLAG_GATEWAY_TS, type RawRecord } from '../protocols/batch.js';
 import { isSluiceError } from '../protocols/errors.js';
 import { decodePayload, DEFAULT_PAYLOAD_LIMITS, type PayloadLimits } from '../protocols/payload.js';
 import { parseTelemetryTopic } from '../protocols/topic.js';
+import type { ClockStamp } from './clock.js';
 import type { DurableLog } from './log.js';
 
 export interface IngestStats {
@@ -31,6 +32,11 @@ export interface IngestOptions {
   limits?: PayloadLimits;
   /** Gateway clock (ms). Injected for tests. */
   now?: () => number;
+  /**
+   * Stamps readings that carry no `ts` and remembers those stamped before the clock was
+   * synchronised (gateway/clock.ts); takes precedence over `now`.
+   */
+  clock?: { stamp(): ClockStamp; track(seq: number, stamp: ClockStamp): void };
   /** Called for every accepted reading after it is committed (windows, local taps). */
   onReading?: (rec: RawRecord) => void;
   /** Rate-limited warning sink. */
@@ -73,11 +79,13 @@ export class Ingest {
       this.stats.dropped.duplicate = (this.stats.dropped.duplicate ?? 0) + 1;
       return { ok: true, seq: 0, committed: Promise.resolve() };
     }
-    const rec: Omit<RawRecord, 'seq'> = { dev: parsed.deviceId, ts: decoded.ts ?? this.now(), vals: decoded.values };
-    if (decoded.ts === undefined) rec.fl = FLAG_GATEWAY_TS;
+    const stamp = decoded.ts === undefined ? this.opts.clock?.stamp() : undefined;
+    const rec: Omit<RawRecord, 'seq'> = { dev: parsed.deviceId, ts: decoded.ts ?? stamp?.ts ?? this.now(), vals: decoded.values };
+    if (decoded.ts === undefined) rec.fl = stamp?.unsynced ? FLAG_GATEWAY_TS | FLAG_CLOCK_UNSYNCED : FLAG_GATEWAY_TS;
     if (decoded.tags) rec.tags = decoded.tags;
     if (decoded.seq !== undefined) rec.dseq = decoded.seq;
     const { seq, committed } = this.log.append({ kind: 'raw', ...rec });
+    if (stamp?.unsynced) this.opts.clock!.track(seq, stamp);
     const done = committed.then(
       () => {
         this.stats.committed++;

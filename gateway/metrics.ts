@@ -2,6 +2,7 @@
  * Prometheus metrics of the gateway, read from each stage's counters at scrape time, so the
  * numbers in /metrics, /status and the logs are the same numbers.
  */
+import { readFile } from 'node:fs/promises';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Gateway } from './gateway.js';
 
@@ -13,7 +14,8 @@ function mirrorCounter(reg: Registry, name: string, help: string, labelNames: st
     registers: [reg],
     collect() {
       this.reset();
-      for (const [labels, v] of read()) if (v > 0) this.inc(labels, v);
+      // Zeros are exported too: a series that exists from the start makes rate() and alerts work.
+      for (const [labels, v] of read()) this.inc(labels, v);
     },
   });
 }
@@ -36,11 +38,17 @@ export function gatewayMetrics(gw: Gateway): Registry {
   mirrorCounter(reg, 'sluice_gateway_committed_total', 'Readings committed to the durable log', [], () => [[{}, s().ingest.committed]]);
   mirrorCounter(reg, 'sluice_gateway_dropped_total', 'Readings or records dropped, by reason', ['reason'], () => {
     const st = s();
-    const out: Array<[Record<string, string>, number]> = Object.entries(st.ingest.dropped).map(([reason, v]) => [{ reason }, v]);
+    // Publishes refused by the broker (ACL, rate, limits) count here too, under their own reasons.
+    const byReason: Record<string, number> = { ...st.ingest.dropped };
+    for (const [reason, v] of Object.entries(st.broker.dropped)) byReason[reason] = (byReason[reason] ?? 0) + v;
+    const out: Array<[Record<string, string>, number]> = Object.entries(byReason).map(([reason, v]) => [{ reason }, v]);
     out.push([{ reason: 'evicted_quota' }, st.log.evicted]);
     out.push([{ reason: 'quarantined' }, st.log.quarantined]);
     return out;
   });
+  mirrorCounter(reg, 'sluice_gateway_refused_total', 'MQTT connections and subscriptions refused, by reason (bad_password, identifier_rejected, subscribe_denied, …)', ['reason'], () =>
+    Object.entries(s().broker.refused).map(([reason, v]) => [{ reason }, v]),
+  );
   mirrorCounter(reg, 'sluice_gateway_quarantined_total', 'Log records quarantined (corrupt or refused by the cloud)', [], () => [[{}, s().log.quarantined]]);
   mirrorCounter(reg, 'sluice_gateway_group_commits_total', 'LevelDB group commits', [], () => [[{}, s().log.groupCommits]]);
   mirrorCounter(reg, 'sluice_gateway_forwarded_total', 'Records forwarded and acknowledged by the cloud', [], () => [[{}, s().forwarder.recordsForwarded]]);
@@ -66,5 +74,16 @@ export function gatewayMetrics(gw: Gateway): Registry {
   gauge(reg, 'sluice_gateway_circuit_open', '1 while the circuit breaker to the cloud is open', () => (s().forwarder.circuit === 'open' ? 1 : 0));
   gauge(reg, 'sluice_gateway_last_seq', 'Last sequence number assigned', () => s().log.nextSeq - 1);
   gauge(reg, 'sluice_gateway_acked_seq', 'Highest sequence acknowledged by the cloud', () => s().log.cursor);
+  gauge(reg, 'sluice_gateway_process_write_bytes', 'Bytes this process caused to be written to storage (/proc/self/io write_bytes; SD card wear)', processWriteBytes);
+  gauge(reg, 'sluice_gateway_clock_synced', '1 once the wall clock is known to be synchronised (gateway/clock.ts)', () => (gw.clock.stats.synced ? 1 : 0));
+  mirrorCounter(reg, 'sluice_gateway_clock_unsynced_total', 'Readings stamped by the gateway while its clock was not synchronised', [], () => [[{}, gw.clock.stats.unsyncedStamps]]);
+  mirrorCounter(reg, 'sluice_gateway_clock_restamped_total', 'Unsynchronised stamps corrected before forwarding', [], () => [[{}, gw.clock.stats.restamped]]);
   return reg;
+}
+
+/** write_bytes of /proc/self/io (all threads, LevelDB's included); 0 where the kernel does not provide it. */
+export async function processWriteBytes(): Promise<number> {
+  const text = await readFile('/proc/self/io', 'utf8').catch(() => '');
+  const m = /^write_bytes:\s*(\d+)/m.exec(text);
+  return m ? Number(m[1]) : 0;
 }

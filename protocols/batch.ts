@@ -19,10 +19,13 @@
 import { crc32 } from 'node:zlib';
 import { cborDecoder as decoder, cborEncoder as encoder, cborInt } from './cbor.js';
 import { SluiceError } from './errors.js';
+import { cborDepthExceeds } from './nesting.js';
 import { DEVICE_ID_RE, RESERVED_NAMES } from './topic.js';
 import { DEFAULT_PAYLOAD_LIMITS, METRIC_NAME_RE, TAG_KEY_RE, type Tags, type Values } from './payload.js';
 
 export const BATCH_VERSION = 1;
+/** Deepest map/array nesting a batch (envelope or body) may have. */
+export const DEFAULT_BATCH_MAX_DEPTH = 8;
 export const GATEWAY_ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** One reading as stored in the gateway log and sent in a batch. */
@@ -103,9 +106,12 @@ function isSeq(x: unknown): x is number {
 }
 
 /** Decode and fully validate a batch. Throws SluiceError with a code naming the defect. */
-export function decodeBatch(buf: Uint8Array, opts: { maxBytes?: number } = {}): Batch {
+export function decodeBatch(buf: Uint8Array, opts: { maxBytes?: number; maxDepth?: number } = {}): Batch {
   const maxBytes = opts.maxBytes ?? 16 * 1024 * 1024;
   if (buf.length > maxBytes) throw new SluiceError('SLUICE_TOO_LARGE', `batch of ${buf.length} bytes exceeds ${maxBytes} bytes`);
+  // A valid batch nests 2 deep (envelope) and 5 deep (body): refuse deeper input before decoding it.
+  const maxDepth = opts.maxDepth ?? DEFAULT_BATCH_MAX_DEPTH;
+  if (cborDepthExceeds(buf, maxDepth)) throw bad(`batch nests deeper than the limit of ${maxDepth}`);
   let env: unknown;
   try {
     env = decoder.decode(buf);
@@ -126,6 +132,7 @@ export function decodeBatch(buf: Uint8Array, opts: { maxBytes?: number } = {}): 
   if (!(env.body instanceof Uint8Array)) throw bad('"body" must be a CBOR byte string');
   if (typeof env.crc !== 'number') throw bad('"crc" must be a number');
   if (crc32(env.body) !== env.crc) throw new SluiceError('SLUICE_BAD_CHECKSUM', 'batch checksum mismatch: body corrupted in transit');
+  if (cborDepthExceeds(env.body, maxDepth)) throw bad(`batch body nests deeper than the limit of ${maxDepth}`);
   let body: unknown;
   try {
     body = decoder.decode(env.body);

@@ -12,6 +12,7 @@
  */
 import { cborDecoder, cborEncoder, cborInt } from './cbor.js';
 import { SluiceError } from './errors.js';
+import { cborDepthExceeds, jsonDepthExceeds } from './nesting.js';
 import { RESERVED_NAMES, truncate } from './topic.js';
 
 export const PAYLOAD_VERSION = 1;
@@ -31,6 +32,8 @@ export interface PayloadLimits {
   maxTags: number;
   /** Longest tag value in characters. */
   maxTagValueLength: number;
+  /** Deepest nesting of maps/arrays, checked on the bytes before decoding (default 8; v1 needs 2). */
+  maxDepth?: number;
 }
 
 export const DEFAULT_PAYLOAD_LIMITS: PayloadLimits = {
@@ -38,6 +41,7 @@ export const DEFAULT_PAYLOAD_LIMITS: PayloadLimits = {
   maxMetrics: 100,
   maxTags: 16,
   maxTagValueLength: 128,
+  maxDepth: 8,
 };
 
 /** A reading as decoded from one payload, before the gateway assigns its sequence. */
@@ -95,6 +99,10 @@ export function decodePayload(
   // Checked here too: with a content type, detectFormat does not look at the bytes.
   if (buf.length === 0) throw bad('empty payload');
   const format = detectFormat(buf, opts.contentType);
+  const maxDepth = limits.maxDepth ?? DEFAULT_PAYLOAD_LIMITS.maxDepth!;
+  if (format === 'json' ? jsonDepthExceeds(buf, maxDepth) : cborDepthExceeds(buf, maxDepth)) {
+    throw bad(`payload nests maps/arrays deeper than the limit of ${maxDepth}`);
+  }
   let doc: unknown;
   try {
     doc = format === 'json' ? JSON.parse(utf8.decode(buf)) : cborDecoder.decode(buf);

@@ -1,5 +1,5 @@
 /**
- * Run `sluice cloud` / `sluice query` as a child process, registering only the cloud's commands (the
+ * Run `sluice cloud` / `sluice query` / `sluice alerts` as a child process, registering only the cloud's commands (the
  * same `register()` functions bin/main.ts calls), so these tests do not depend on other subcommands.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -12,9 +12,11 @@ const RUNNER = `
 import { Command } from 'commander';
 const { register: registerCloud } = await import('./cloud/cli.ts');
 const { register: registerQuery } = await import('./cloud/query-cli.ts');
+const { register: registerAlerts } = await import('./cloud/alerts-cli.ts');
 const program = new Command().name('sluice');
 registerCloud(program);
 registerQuery(program);
+registerAlerts(program);
 await program.parseAsync(process.argv.slice(1), { from: 'user' });
 `;
 

@@ -4,9 +4,11 @@
  * over seeded random event streams, and the engine is snapshotted / restored (through JSON and CBOR) at
  * random points without changing its outputs.
  *
- * A failing stream prints its seed; rerun just that one with WINDOWS_SEED=<seed>.
+ * A failing stream prints its seed; rerun just that one with WINDOWS_SEED=<seed>. The fast-check
+ * property at the end covers the same ground with short streams and shrinks a failure to a minimal one.
  */
 import { Decoder, Encoder } from 'cbor-x';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { validateAggRecord, type MetricAggregate } from '../../protocols/batch.js';
 import type { MetricValue, Values } from '../../protocols/payload.js';
@@ -453,5 +455,63 @@ describe('snapshot and restore', () => {
     expect(merged).toEqual(engine.snapshot());
     // And the merged form restores like the full one.
     expect(WindowEngine.restore(config, merged).snapshot()).toEqual(engine.snapshot());
+  });
+});
+
+// ---------- the same, as a fast-check property with shrinking ----------
+
+const T0 = 1_700_000_100_000;
+
+const valuesArb: fc.Arbitrary<Values> = fc
+  .record(
+    {
+      x: fc.oneof(fc.integer({ min: -5, max: 5 }), fc.double({ min: -1e3, max: 1e3, noNaN: true, noDefaultInfinity: true })),
+      b: fc.boolean(),
+      m: fc.oneof(fc.boolean(), fc.integer({ min: -2, max: 2 })),
+    },
+    { requiredKeys: [] },
+  )
+  .map((v) => v as Values);
+
+const eventArb: fc.Arbitrary<{ dt: number; ev: Omit<Event, 'now'> }> = fc.record({
+  dt: fc.oneof(fc.integer({ min: 0, max: 3000 }), fc.integer({ min: 0, max: 120_000 })),
+  ev: fc.oneof(
+    { weight: 10, arbitrary: fc.record({ kind: fc.constant('add' as const), dev: fc.constantFrom('a', 'b', 'c'), ts: fc.oneof(fc.integer({ min: 0, max: 60 }).map((k) => T0 + k * 5000), fc.integer({ min: 0, max: 300_000 }).map((t) => T0 + t)), vals: valuesArb }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('tick' as const) }) },
+    { weight: 1, arbitrary: fc.record({ kind: fc.constant('flush' as const) }) },
+  ),
+});
+
+const configArb: fc.Arbitrary<WindowConfig> = fc.record({
+  windows: fc.constantFrom(['10s'], ['10s', '30s/10s'], ['7s/3s'], ['20s/5s', '6s']),
+  allowedLatenessMs: fc.constantFrom(0, 1000, 5000),
+  graceMs: fc.constantFrom(0, 3000, 20_000),
+  idleTimeoutMs: fc.integer({ min: 1000, max: 60_000 }),
+  evictAfterMs: fc.constantFrom(Infinity, 100_000),
+});
+
+describe('window engine property (fast-check)', () => {
+  it('matches the model, and a snapshot/restore at any point changes nothing', () => {
+    fc.assert(
+      fc.property(configArb, fc.array(eventArb, { maxLength: 80 }), fc.nat(), (cfg, steps, cutSeed) => {
+        let now = 0;
+        const events = steps.map(({ dt, ev }) => ({ ...ev, now: (now += dt) }) as Event);
+        const model = new Model(cfg);
+        const want = events.map((ev) => modelStep(model, ev));
+        const straight = runStraight({ seed: 0, config: cfg, events });
+        expect(straight.outputs).toEqual(want);
+        expect(straight.counters).toEqual(model.counters);
+        const cut = events.length === 0 ? 0 : cutSeed % (events.length + 1);
+        const { config, clock } = withClock(cfg);
+        const first = new WindowEngine(config);
+        const outs = events.slice(0, cut).map((ev) => [...step(first, clock, ev)]);
+        const second = WindowEngine.restore(config, roundTrip(first.snapshot(), cut % 2 ? 'cbor' : 'json'));
+        for (const ev of events.slice(cut)) outs.push([...step(second, clock, ev)]);
+        expect(outs).toEqual(want);
+        const { devices, openWindows, closedWindows } = second.stats();
+        expect({ devices, openWindows, closedWindows }).toEqual(model.stats());
+      }),
+      { numRuns: 300 },
+    );
   });
 });

@@ -1,0 +1,77 @@
+/**
+ * `sluice alerts`: list current (and with --state all, past) alerts of a running cloud
+ * (GET /api/v1/alerts) as an aligned table, or with --json the API's JSON unchanged.
+ *
+ * Exit codes: 0 ok (also when there are no alerts); 1 the cloud answered with an error or could not be
+ * reached (the message names the status, the error code and the cloud's reason); 2 usage errors.
+ */
+import { Command, Option } from 'commander';
+import { ALERT_STATES, type AlertView } from './alert-history.js';
+
+function iso(t: number | undefined): string {
+  return t === undefined ? '-' : new Date(t).toISOString().replace('.000Z', 'Z');
+}
+
+function num(v: number | undefined): string {
+  return v === undefined ? '-' : String(Math.round(v * 1000) / 1000);
+}
+
+/** The table `sluice alerts` prints. */
+export function formatAlertsTable(alerts: AlertView[]): string {
+  if (alerts.length === 0) return 'no alerts\n';
+  const head = ['STATE', 'SEVERITY', 'RULE', 'DEVICE', 'VALUE', 'THRESHOLD', 'SINCE', 'RESOLVED', 'MESSAGE'];
+  const rows = alerts.map((a) => [a.state, a.severity, a.rule, a.device, num(a.value), num(a.threshold), iso(a.firedAt ?? a.since), iso(a.resolvedAt), a.message ?? '']);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd();
+  const firing = alerts.filter((a) => a.state === 'firing').length;
+  return `${[line(head), ...rows.map(line)].join('\n')}\n${alerts.length} alert${alerts.length === 1 ? '' : 's'}, ${firing} firing\n`;
+}
+
+function fail(message: string): never {
+  process.stderr.write(`sluice alerts: ${message}\n`);
+  process.exit(1);
+}
+
+export function register(program: Command): void {
+  program
+    .command('alerts')
+    .description('list the alerts of a running cloud: firing now, or all with past ones')
+    .requiredOption('--cloud <url>', 'cloud base URL, e.g. http://127.0.0.1:8787')
+    .addOption(new Option('--state <state>', 'which alerts').choices([...ALERT_STATES]).default('firing'))
+    .option('--device <id>', 'only this device')
+    .option('--rule <id>', 'only this rule')
+    .option('--from <time>', 'how far back resolved alerts go (ms epoch, ISO date, -7d)', '-7d')
+    .option('--limit <n>', 'most alerts listed', '100')
+    .option('--json', 'print the JSON response')
+    .option('--token <token>', 'bearer token, if the cloud requires one for reads (or env SLUICE_QUERY_TOKEN)')
+    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
+    .action(async (opts) => {
+      const base = /^https?:\/\//.test(opts.cloud) ? opts.cloud : `http://${opts.cloud}`;
+      let url: URL;
+      try {
+        url = new URL('/api/v1/alerts', base);
+      } catch {
+        fail(`--cloud: "${opts.cloud}" is not a URL`);
+      }
+      const params: Record<string, string | undefined> = { state: opts.state, device: opts.device, rule: opts.rule, from: opts.from, limit: opts.limit };
+      for (const [k, v] of Object.entries(params)) if (v !== undefined) url.searchParams.set(k, v);
+      const token = opts.token ?? process.env.SLUICE_QUERY_TOKEN;
+      let res: Response;
+      try {
+        res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(30_000) });
+      } catch (err) {
+        const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+        fail(`cannot reach ${url.origin}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
+      }
+      const text = await res.text();
+      let body: any;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        body = undefined;
+      }
+      if (!res.ok) fail(`HTTP ${res.status}${body?.code ? ` ${body.code}` : ''}: ${body?.error ?? text.trim().slice(0, 200)}`);
+      if (!body || !Array.isArray(body.alerts)) fail(`unexpected response from ${url.origin}: ${text.slice(0, 200)}`);
+      process.stdout.write(opts.json ? `${JSON.stringify(body, null, 2)}\n` : formatAlertsTable(body.alerts));
+    });
+}

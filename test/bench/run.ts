@@ -1,0 +1,449 @@
+/**
+ * `npm run bench [-- --quick] [-- --out FILE] [-- --only name,name]`: Sluice against what a user would
+ * pick instead, in the same run, so every figure is also a ratio that holds on a noisy machine.
+ * Separate processes for load generator (`sluice sim --max`), gateway, cloud, InfluxDB and the
+ * baselines (bare aedes, Debian's mosquitto). Progress on stderr; JSON to --out; Markdown on stdout.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readdir, rm, stat, writeFile, mkdir } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { countPoints, freePort, influxQuery, startInfluxd, type InfluxdHandle } from '../../deploy/influxd.js';
+import { CLOUD_READY, GATEWAY_READY, ROOT, SLUICE_BIN, startSluice, type SluiceProcess } from '../../deploy/processes.js';
+import { encodeBatch, type RawRecord } from '../../protocols/batch.js';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const outFile = args.includes('--out') ? args[args.indexOf('--out') + 1] : join(ROOT, 'bench-results', quick ? 'quick.json' : 'full.json');
+const only = args.includes('--only') ? new Set(args[args.indexOf('--only') + 1].split(',')) : undefined;
+
+const P = {
+  ingestSeconds: quick ? 4 : 10,
+  devices: 100,
+  window: 16,
+  drainReadings: quick ? 30_000 : 500_000,
+  backlogReadings: quick ? 60_000 : 1_000_000,
+  nominalDevices: quick ? 300 : 1000,
+  nominalSeconds: quick ? 8 : 20,
+  latencySamples: quick ? 40 : 200,
+  cloudPoints: quick ? 50_000 : 300_000,
+};
+
+const results: Record<string, any> = { quick, params: P, machine: { cpus: (await import('node:os')).cpus().length, node: process.version }, started: new Date().toISOString() };
+const t0 = Date.now();
+function progress(msg: string): void {
+  process.stderr.write(`[bench ${((Date.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${msg}\n`);
+}
+const want = (name: string) => !only || only.has(name);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let work: string;
+let influx: InfluxdHandle;
+const cleanups: Array<() => Promise<unknown>> = [];
+
+// ---------- helpers ----------
+
+async function runSimProcess(url: string, qos: 0 | 1, seconds: number, extra: string[] = []): Promise<any> {
+  const child = spawn(process.execPath, [SLUICE_BIN, 'sim', '--url', url, '--devices', String(P.devices), '--max', '--window', String(P.window), '--qos', String(qos), '--format', 'json', '--duration', `${seconds}s`, '--json', '--drain-timeout', '10s', ...extra], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (err = (err + d).slice(-4000)));
+  const code = await new Promise<number>((r) => child.on('exit', (c) => r(c ?? 1)));
+  const line = out.trim().split('\n').pop() ?? '';
+  try {
+    return JSON.parse(line);
+  } catch {
+    throw new Error(`sim exited ${code} without a JSON result: ${err}`);
+  }
+}
+
+async function startBareAedes(): Promise<{ url: string; count(): Promise<number>; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/bench/bare-aedes.ts')], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+  let buf = '';
+  const waiters: Array<(n: number) => void> = [];
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', (d) => {
+      buf += d;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        const m = /listening on (\S+)/.exec(line);
+        if (m) resolve(m[1]);
+        const c = /^count (\d+)/.exec(line);
+        if (c) waiters.shift()?.(Number(c[1]));
+      }
+    });
+    child.on('exit', (c) => reject(new Error(`bare aedes exited ${c}`)));
+  });
+  return {
+    url,
+    count: () => new Promise((r) => { waiters.push(r); child.stdin.write('count\n'); }),
+    stop: async () => { child.kill('SIGTERM'); await new Promise((r) => child.on('exit', r)); },
+  };
+}
+
+async function startMosquitto(): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const conf = join(work, `mosquitto-${port}.conf`);
+  await writeFile(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 100000\nlog_dest none\n`);
+  const child = spawn('mosquitto', ['-c', conf], { stdio: 'ignore' });
+  const url = `mqtt://127.0.0.1:${port}`;
+  const mqtt = await import('mqtt');
+  for (let i = 0; ; i++) {
+    try {
+      const c = await mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 500 });
+      await c.endAsync();
+      break;
+    } catch (err) {
+      if (i > 100) throw new Error(`mosquitto did not start: ${(err as Error).message}`);
+      await sleep(50);
+    }
+  }
+  return { url, stop: async () => { child.kill('SIGTERM'); await new Promise((r) => child.on('exit', r)); } };
+}
+
+interface Stack {
+  cloud?: SluiceProcess;
+  cloudUrl: string;
+  gateway: SluiceProcess;
+  mqttUrl: string;
+  http: string;
+  db: string;
+  dataDir: string;
+  startCloud(): Promise<void>;
+  stopCloud(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+let stackN = 0;
+async function startStack(opts: { cloud?: boolean; gatewayArgs?: string[] } = {}): Promise<Stack> {
+  const n = ++stackN;
+  const db = `bench${n}`;
+  const dir = join(work, `stack${n}`);
+  const cloudPort = await freePort();
+  const token = `t${n}`;
+  const cloudArgs = ['cloud', '--listen', `127.0.0.1:${cloudPort}`, '--data', join(dir, 'cloud'), '--gateway-token', `gw${n}=${token}`, '--influx', influx.url, '--influx-api', '1', '--influx-db', db, '--log-level', 'warn'];
+  const s: Stack = {
+    cloudUrl: `http://127.0.0.1:${cloudPort}`,
+    gateway: undefined as any,
+    mqttUrl: '',
+    http: '',
+    db,
+    dataDir: join(dir, 'gateway'),
+    async startCloud() { s.cloud = await startSluice(cloudArgs, CLOUD_READY); },
+    async stopCloud() { await s.cloud?.stop(); s.cloud = undefined; },
+    async stop() { await s.gateway.stop(); await s.cloud?.stop(); },
+  };
+  if (opts.cloud !== false) await s.startCloud();
+  s.gateway = await startSluice(['gateway', '--id', `gw${n}`, '--mqtt', '127.0.0.1:0', '--http', '127.0.0.1:0', '--data', s.dataDir, '--cloud', s.cloudUrl, '--cloud-token', token, '--allow-anonymous', '--log-level', 'warn', '--max-backoff', '500ms', ...(opts.gatewayArgs ?? [])], GATEWAY_READY);
+  s.mqttUrl = s.gateway.match[2];
+  s.http = s.gateway.match[3];
+  return s;
+}
+
+async function gwStatus(s: Stack): Promise<any> {
+  return (await fetch(`${s.http}/status`)).json();
+}
+
+function procStat(pid: number): { cpuMs: number; rssMb: number; writeBytes: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  const rssPages = Number(fields[21]);
+  let writeBytes = 0;
+  try {
+    writeBytes = Number(/write_bytes: (\d+)/.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? 0);
+  } catch { /* not readable */ }
+  return { cpuMs: (ticks * 1000) / 100, rssMb: (rssPages * 4096) / 1024 / 1024, writeBytes };
+}
+
+/** Sample the peak RSS of a process while `work` runs. */
+async function peakRss<T>(pid: number, work: Promise<T>): Promise<{ value: T; peakMb: number }> {
+  let peak = procStat(pid).rssMb;
+  let done = false;
+  const sampler = (async () => { while (!done) { peak = Math.max(peak, procStat(pid).rssMb); await sleep(100); } })();
+  const value = await work;
+  done = true;
+  await sampler;
+  return { value, peakMb: peak };
+}
+
+async function dirBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    total += e.isDirectory() ? await dirBytes(p) : (await stat(p)).size;
+  }
+  return total;
+}
+
+async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs: number, intervalMs = 100): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+/** Fill a gateway's log with `n` readings while its cloud is down; returns the fill rate. */
+async function fillBacklog(s: Stack, n: number, label: string): Promise<number> {
+  const perDevice = Math.ceil(n / P.devices);
+  const started = Date.now();
+  const child = spawn(process.execPath, [SLUICE_BIN, 'sim', '--url', s.mqttUrl, '--devices', String(P.devices), '--max', '--window', '64', '--qos', '1', '--format', 'cbor', '--count', String(perDevice), '--json', '--drain-timeout', '30s'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] });
+  const timer = setInterval(() => void gwStatus(s).then((st) => progress(`  ${label}: backlog ${st.log.backlogRecords} / ${perDevice * P.devices}`)).catch(() => undefined), 5000);
+  await new Promise((r) => child.on('exit', r));
+  clearInterval(timer);
+  const st = await gwStatus(s);
+  return st.log.backlogRecords / ((Date.now() - started) / 1000);
+}
+
+// ---------- scenarios ----------
+
+async function benchIngest(qos: 0 | 1): Promise<void> {
+  const key = `ingest_qos${qos}`;
+  progress(`${key}: ${P.devices} devices, --max, ${P.ingestSeconds}s per target`);
+  const r: Record<string, number> = {};
+  // Sluice as deployed: the gateway alone on this host (durable log, group commit, fsync), its cloud
+  // and InfluxDB elsewhere. Here "elsewhere" is emulated by a cloud that is not running: the
+  // forwarder retries in the background and the backlog grows on disk, as during an outage.
+  // Then the whole stack on this one 2-core host (gateway + cloud + influxd + load generator all
+  // sharing the CPUs), reported separately.
+  for (const variant of ['sluice', 'sluice_same_host_stack'] as const) {
+    const s = await startStack({ cloud: variant === 'sluice_same_host_stack' });
+    if (qos === 1) {
+      const sim = await runSimProcess(s.mqttUrl, 1, P.ingestSeconds);
+      r[variant] = sim.rate;
+    } else {
+      const before = (await gwStatus(s)).ingest.committed;
+      const t = Date.now();
+      await runSimProcess(s.mqttUrl, 0, P.ingestSeconds);
+      await waitFor('QoS 0 commits to settle', async () => (await gwStatus(s)).broker.pendingCommits === 0, 10_000);
+      const st = await gwStatus(s);
+      r[variant] = (st.ingest.committed - before) / ((Date.now() - t) / 1000);
+      r[`${variant}_shed`] = st.ingest.dropped.shed_qos0 ?? 0;
+    }
+    await s.stop();
+    progress(`  ${variant} ${r[variant].toFixed(0)}/s`);
+  }
+  {
+    const b = await startBareAedes();
+    if (qos === 1) {
+      r.bare_aedes = (await runSimProcess(b.url, 1, P.ingestSeconds)).rate;
+    } else {
+      const before = await b.count();
+      const t = Date.now();
+      await runSimProcess(b.url, 0, P.ingestSeconds);
+      r.bare_aedes = ((await b.count()) - before) / ((Date.now() - t) / 1000);
+    }
+    await b.stop();
+    progress(`  bare aedes ${r.bare_aedes.toFixed(0)}/s`);
+  }
+  if (qos === 1) {
+    const m = await startMosquitto();
+    r.mosquitto = (await runSimProcess(m.url, 1, P.ingestSeconds)).rate;
+    await m.stop();
+    progress(`  mosquitto ${r.mosquitto.toFixed(0)}/s`);
+  }
+  r.ratio = r.sluice / r.bare_aedes;
+  results[key] = r;
+}
+
+async function benchLatency(): Promise<void> {
+  progress(`e2e_latency_ms: background load 1,000 readings/s, ${P.latencySamples} probe readings`);
+  const s = await startStack();
+  const bg = spawn(process.execPath, [SLUICE_BIN, 'sim', '--url', s.mqttUrl, '--devices', '100', '--rate', '10', '--qos', '1', '--duration', '600s', '--prefix', 'bg'], { cwd: ROOT, stdio: 'ignore' });
+  const mqtt = await import('mqtt');
+  const probe = await mqtt.connectAsync(s.mqttUrl, { clientId: 'probe' });
+  await sleep(1500);
+  const lat: number[] = [];
+  for (let i = 0; i < P.latencySamples; i++) {
+    const ts = Date.now();
+    const sent = performance.now();
+    await probe.publishAsync('devices/probe/telemetry', JSON.stringify({ ts, seq: i + 1, values: { v: i } }), { qos: 1 });
+    for (;;) {
+      const body = await influxQuery(influx.url, `SELECT v FROM telemetry WHERE device='probe' AND time >= ${ts}ms AND time < ${ts + 1}ms`, s.db).catch(() => undefined);
+      if (body?.results?.[0]?.series) break;
+      await sleep(5);
+    }
+    lat.push(performance.now() - sent);
+  }
+  await probe.endAsync();
+  bg.kill('SIGINT');
+  await new Promise((r) => bg.on('exit', r));
+  await s.stop();
+  lat.sort((a, b) => a - b);
+  const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))];
+  results.e2e_latency_ms = { p50: round(pct(50)), p99: round(pct(99)), max: round(lat[lat.length - 1]), samples: lat.length };
+  progress(`  p50 ${pct(50).toFixed(1)} ms, p99 ${pct(99).toFixed(1)} ms`);
+}
+
+async function benchDrain(): Promise<void> {
+  const n = P.drainReadings;
+  progress(`drain: ${n} readings backlog with the cloud down, then drained into InfluxDB`);
+  const s = await startStack({ cloud: false });
+  const fillRate = await fillBacklog(s, n, 'drain fill');
+  const backlog = (await gwStatus(s)).log.backlogRecords;
+  const t = Date.now();
+  await s.startCloud();
+  await waitFor('backlog drained', async () => {
+    const st = await gwStatus(s);
+    return st.log.backlogRecords === 0;
+  }, 30 * 60_000, 50);
+  const sluice = backlog / ((Date.now() - t) / 1000);
+  const stored = await countPoints(influx.url, s.db, 'telemetry');
+  await s.stop();
+  progress(`  sluice drained ${backlog} (stored ${stored}) at ${sluice.toFixed(0)}/s`);
+  // Direct: the same number of points, line protocol, 5,000 per request, sequential.
+  const db = 'direct_drain';
+  await influxQuery(influx.url, `CREATE DATABASE ${db}`);
+  const base = Date.now() - 3_600_000;
+  const t2 = Date.now();
+  for (let i = 0; i < backlog; i += 5000) {
+    const lines: string[] = [];
+    for (let j = i; j < Math.min(backlog, i + 5000); j++) {
+      lines.push(`telemetry,gateway=direct,device=d${String(j % P.devices).padStart(4, '0')} temperature=${(20 + (j % 100) / 10).toFixed(2)},humidity=${(40 + (j % 50)).toFixed(1)},door_open=${j % 7 === 0} ${(base + j) * 1_000_000 + (j % 1_000_000)}`);
+    }
+    const res = await fetch(`${influx.url}/write?db=${db}&precision=ns`, { method: 'POST', body: lines.join('\n') });
+    if (res.status !== 204) throw new Error(`direct write failed: ${res.status} ${await res.text()}`);
+  }
+  const direct = backlog / ((Date.now() - t2) / 1000);
+  progress(`  direct ${direct.toFixed(0)}/s`);
+  results.drain = { readings: backlog, stored, fill_rate: round(fillRate), sluice: round(sluice), direct: round(direct), ratio: round(sluice / direct, 3) };
+}
+
+async function benchCloudIngest(): Promise<void> {
+  const n = P.cloudPoints;
+  progress(`cloud_ingest: ${n} points in 5,000-record batches through the cloud vs direct`);
+  const cloudPort = await freePort();
+  const db = 'cloud_ingest';
+  const cloud = await startSluice(['cloud', '--listen', `127.0.0.1:${cloudPort}`, '--data', join(work, 'cloud-ingest'), '--gateway-token', 'gwc=tc', '--influx', influx.url, '--influx-api', '1', '--influx-db', db, '--log-level', 'warn'], CLOUD_READY);
+  const base = Date.now() - 7_200_000;
+  const makeRecs = (from: number, to: number): RawRecord[] => {
+    const recs: RawRecord[] = [];
+    for (let j = from; j < to; j++) recs.push({ seq: j + 1, dev: `d${String(j % P.devices).padStart(4, '0')}`, ts: base + j, vals: { temperature: 20 + (j % 100) / 10, humidity: 40 + (j % 50), door_open: j % 7 === 0 } });
+    return recs;
+  };
+  const bodies: Buffer[] = [];
+  for (let i = 0; i < n; i += 5000) bodies.push(encodeBatch({ gw: 'gwc', inc: 'bench', first: i + 1, last: Math.min(n, i + 5000), recs: makeRecs(i, Math.min(n, i + 5000)), aggs: [] }));
+  const t = Date.now();
+  for (const body of bodies) {
+    const res = await fetch(`http://127.0.0.1:${cloudPort}/api/v1/batches`, { method: 'POST', headers: { 'content-type': 'application/cbor', authorization: 'Bearer tc' }, body });
+    if (res.status !== 200) throw new Error(`cloud refused a batch: ${res.status} ${await res.text()}`);
+  }
+  const sluice = n / ((Date.now() - t) / 1000);
+  await cloud.stop();
+  const db2 = 'cloud_direct';
+  await influxQuery(influx.url, `CREATE DATABASE ${db2}`);
+  const t2 = Date.now();
+  for (let i = 0; i < n; i += 5000) {
+    const lines = makeRecs(i, Math.min(n, i + 5000)).map((r) => `telemetry,device=${r.dev},gateway=gwc door_open=${r.vals.door_open},humidity=${r.vals.humidity},temperature=${r.vals.temperature} ${r.ts * 1_000_000 + (r.seq % 1_000_000)}`);
+    const res = await fetch(`${influx.url}/write?db=${db2}&precision=ns`, { method: 'POST', body: lines.join('\n') });
+    if (res.status !== 204) throw new Error(`direct write failed: ${res.status}`);
+  }
+  const direct = n / ((Date.now() - t2) / 1000);
+  results.cloud_ingest = { points: n, sluice: round(sluice), direct: round(direct), ratio: round(sluice / direct, 3) };
+  progress(`  cloud ${sluice.toFixed(0)}/s, direct ${direct.toFixed(0)}/s`);
+}
+
+async function benchResources(): Promise<void> {
+  progress(`gateway_rss_mb / cpu_us_per_reading: idle, then ${P.nominalDevices} devices × 1 reading/s for ${P.nominalSeconds}s`);
+  const s = await startStack();
+  const pid = s.gateway.child.pid!;
+  await sleep(1000);
+  const idle = procStat(pid).rssMb;
+  const before = procStat(pid);
+  const c0 = (await gwStatus(s)).ingest.committed;
+  const sim = spawn(process.execPath, [SLUICE_BIN, 'sim', '--url', s.mqttUrl, '--devices', String(P.nominalDevices), '--rate', '1', '--qos', '1', '--duration', `${P.nominalSeconds}s`, '--prefix', 'nom'], { cwd: ROOT, stdio: 'ignore' });
+  const { peakMb } = await peakRss(pid, new Promise((r) => sim.on('exit', r)));
+  await waitFor('nominal backlog drained', async () => (await gwStatus(s)).log.backlogRecords === 0, 30_000);
+  const after = procStat(pid);
+  const readings = (await gwStatus(s)).ingest.committed - c0;
+  await s.stop();
+  results.gateway_rss_mb = { idle: round(idle), nominal: round(peakMb) };
+  results.cpu_us_per_reading = round(((after.cpuMs - before.cpuMs) * 1000) / readings);
+  results.disk_write_bytes_per_reading_nominal = round((after.writeBytes - before.writeBytes) / readings);
+  progress(`  idle ${idle.toFixed(1)} MB, nominal peak ${peakMb.toFixed(1)} MB, ${results.cpu_us_per_reading} µs CPU/reading over ${readings} readings`);
+
+  const n = P.backlogReadings;
+  progress(`gateway_rss_mb.backlog: ${n} readings backlog`);
+  const b = await startStack({ cloud: false, gatewayArgs: ['--quota', '4GiB'] });
+  const bpid = b.gateway.child.pid!;
+  const samples: Array<[number, number]> = [];
+  let done = false;
+  const sampler = (async () => {
+    while (!done) {
+      const st = await gwStatus(b).catch(() => undefined);
+      if (st) samples.push([st.log.backlogRecords, procStat(bpid).rssMb]);
+      await sleep(250);
+    }
+  })();
+  await fillBacklog(b, n, 'backlog fill');
+  done = true;
+  await sampler;
+  const backlog = (await gwStatus(b)).log.backlogRecords;
+  const disk = await dirBytes(join(b.dataDir, 'log'));
+  const peak = Math.max(...samples.map((x) => x[1]));
+  // flatness: peak RSS in the second half of the fill vs the first half
+  const half = samples.filter((x) => x[0] >= backlog / 2).map((x) => x[1]);
+  const firstHalf = samples.filter((x) => x[0] < backlog / 2 && x[0] > 0).map((x) => x[1]);
+  results.gateway_rss_mb.backlog_1m = round(peak);
+  results.gateway_rss_mb.backlog_readings = backlog;
+  results.gateway_rss_mb.backlog_first_half_peak = round(Math.max(...firstHalf, 0));
+  results.gateway_rss_mb.backlog_second_half_peak = round(Math.max(...half, 0));
+  results.disk_bytes_per_reading = round(disk / backlog);
+  await b.stop();
+  progress(`  backlog ${backlog}: peak RSS ${peak.toFixed(1)} MB, ${results.disk_bytes_per_reading} disk bytes/reading`);
+}
+
+function round(x: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+function markdown(): string {
+  const rows: Array<[string, string, string]> = [];
+  const add = (k: string, v: unknown, target: string) => rows.push([k, v === undefined ? 'n/a' : String(v), target]);
+  const r = results;
+  add('ingest_qos1 sluice / bare aedes / mosquitto (readings/s)', r.ingest_qos1 && `${round(r.ingest_qos1.sluice, 0)} / ${round(r.ingest_qos1.bare_aedes, 0)} / ${round(r.ingest_qos1.mosquitto, 0)}`, '');
+  add('ingest_qos1 whole stack on this host (readings/s)', r.ingest_qos1 && round(r.ingest_qos1.sluice_same_host_stack, 0), '');
+  add('ingest_qos1.ratio', r.ingest_qos1 && round(r.ingest_qos1.ratio, 3), '≥ 0.9');
+  add('ingest_qos0 sluice / bare aedes (readings/s)', r.ingest_qos0 && `${round(r.ingest_qos0.sluice, 0)} / ${round(r.ingest_qos0.bare_aedes, 0)} (shed ${r.ingest_qos0.sluice_shed})`, '');
+  add('ingest_qos0.ratio', r.ingest_qos0 && round(r.ingest_qos0.ratio, 3), '≥ 0.8');
+  add('e2e_latency_ms p50 / p99', r.e2e_latency_ms && `${r.e2e_latency_ms.p50} / ${r.e2e_latency_ms.p99}`, 'p99 ≤ 500');
+  add('drain sluice / direct (points/s)', r.drain && `${r.drain.sluice} / ${r.drain.direct} (${r.drain.readings} readings)`, '');
+  add('drain.ratio', r.drain?.ratio, '≥ 0.8');
+  add('cloud_ingest sluice / direct (points/s)', r.cloud_ingest && `${r.cloud_ingest.sluice} / ${r.cloud_ingest.direct}`, '');
+  add('cloud_ingest.ratio', r.cloud_ingest?.ratio, '≥ 0.8');
+  add('gateway_rss_mb idle / nominal', r.gateway_rss_mb && `${r.gateway_rss_mb.idle} / ${r.gateway_rss_mb.nominal}`, 'nominal ≤ 80');
+  add('gateway_rss_mb.backlog_1m', r.gateway_rss_mb?.backlog_1m !== undefined ? `${r.gateway_rss_mb.backlog_1m} (${r.gateway_rss_mb.backlog_readings} readings; halves ${r.gateway_rss_mb.backlog_first_half_peak} → ${r.gateway_rss_mb.backlog_second_half_peak})` : undefined, '≤ 120, flat');
+  add('disk_bytes_per_reading', r.disk_bytes_per_reading, '≤ 64');
+  add('cpu_us_per_reading', r.cpu_us_per_reading, '≤ 50');
+  add('disk write bytes/reading (nominal, /proc io)', r.disk_write_bytes_per_reading_nominal, '');
+  return ['| figure | value | target |', '|---|---|---|', ...rows.map((x) => `| ${x.join(' | ')} |`)].join('\n');
+}
+
+async function main(): Promise<void> {
+  work = await mkdtemp(join(tmpdir(), 'sluice-bench-'));
+  influx = await startInfluxd({ dataDir: join(work, 'influxdb') });
+  cleanups.push(() => influx.stop(), () => rm(work, { recursive: true, force: true }));
+  progress(`${quick ? 'quick' : 'full'} run; influxd at ${influx.url}; work dir ${work}`);
+  try {
+    if (want('ingest_qos1')) await benchIngest(1);
+    if (want('ingest_qos0')) await benchIngest(0);
+    if (want('e2e_latency')) await benchLatency();
+    if (want('drain')) await benchDrain();
+    if (want('cloud_ingest')) await benchCloudIngest();
+    if (want('resources')) await benchResources();
+  } finally {
+    results.seconds = Math.round((Date.now() - t0) / 1000);
+    await mkdir(dirname(outFile), { recursive: true });
+    await writeFile(outFile, `${JSON.stringify(results, null, 2)}\n`);
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  }
+  process.stdout.write(`\n${markdown()}\n\nJSON: ${outFile} (${results.seconds}s)\n`);
+}
+
+await main();
