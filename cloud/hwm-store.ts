@@ -67,8 +67,13 @@ export class HwmStore {
 
   /** Stored high-water mark of (gw, inc); 0 when the pair was never seen. */
   async get(gw: string, inc: string): Promise<number> {
+    return (await this.lookup(gw, inc)) ?? 0;
+  }
+
+  /** Stored high-water mark of (gw, inc), or undefined when this replica never saw the pair. */
+  async lookup(gw: string, inc: string): Promise<number | undefined> {
     const v = await this.open_().get(this.key(gw, inc));
-    return v?.hw ?? 0;
+    return v?.hw;
   }
 
   /**

@@ -43,7 +43,15 @@ export function ingestBatch(batch: Batch, deps: IngestDeps): Promise<IngestResul
 
 async function apply(batch: Batch, deps: IngestDeps): Promise<IngestResult> {
   const { store, sink, metrics } = deps;
-  const hw = await store.get(batch.gw, batch.inc);
+  // First contact of this replica with a gateway incarnation (new gateway, a wiped or replaced cloud
+  // data directory, a failover to another replica): adopt the gateway's position. The gateway only
+  // ever starts a batch right after what some cloud acknowledged, so nothing is skipped; insisting on
+  // sequence 1 instead would wedge a gateway whose older records are long deleted.
+  const stored = await store.lookup(batch.gw, batch.inc);
+  const hw = stored ?? batch.first - 1;
+  if (stored === undefined && batch.first > 1) {
+    deps.logger.info({ gateway: batch.gw, incarnation: batch.inc, first: batch.first }, 'first batch of this gateway incarnation here: starting its mark at the batch');
+  }
   const plan = planBatch(batch, hw);
   if (plan.kind === 'gap') {
     return {

@@ -101,19 +101,28 @@ export class Outbox {
         void this.drop(q, q.entries.length, 'target_removed', `notifier ${q.name} is no longer configured`);
         continue;
       }
-      if (q.entries.length > this.maxPerTarget) void this.drop(q, q.entries.length - this.maxPerTarget, 'outbox_full', `outbox of ${q.name} holds more than ${this.maxPerTarget} entries`);
+      if (q.entries.length > this.maxPerTarget) {
+        // Never the entries being delivered right now: drop the oldest after them.
+        const skip = q.running ? (q.deliverer?.batchSize ?? 1) : 0;
+        void this.drop(q, q.entries.length - this.maxPerTarget, 'outbox_full', `outbox of ${q.name} holds more than ${this.maxPerTarget} entries`, skip);
+      }
       this.kick(q);
     }
   }
 
-  /** Stop delivering; waits for attempts in flight (each bounded by its deliverer's timeout), closes deliverers. */
-  async stop(): Promise<void> {
+  /**
+   * Stop delivering; waits up to `graceMs` for attempts in flight, then closes the deliverers. An
+   * attempt cut short stays in the outbox on disk and is sent again (same Idempotency-Key) after restart.
+   */
+  async stop(graceMs = 3000): Promise<void> {
     this.stopped = true;
     for (const q of this.queues.values()) {
       if (q.timer !== undefined) this.cfg.clock.clearTimeout(q.timer);
       q.timer = undefined;
     }
-    await Promise.allSettled([...this.inflight]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.inflight]), new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
     await Promise.allSettled([...this.queues.values()].map((q) => q.deliverer?.close()));
   }
 
@@ -177,14 +186,16 @@ export class Outbox {
       q.attempts = 0;
       q.nextAt = 0;
       this.cfg.metrics.notificationsSent.inc({ target: q.name }, batch.length);
-      q.entries.splice(0, batch.length);
+      // By identity: the queue may have changed during the attempt (drops, a new target set).
+      const sent = new Set(batch);
+      q.entries = q.entries.filter((x) => !sent.has(x));
       // If this delete is lost in a crash, the entry is sent again after restart with the same key.
       await this.cfg.store.write(this.cfg.store.removeOps(batch.map((b) => b.seq))).catch((err) => this.cfg.logger.warn({ err: (err as Error).message }, 'could not remove delivered outbox entries'));
     }
   }
 
-  private async drop(q: TargetQueue, n: number, reason: string, why: string): Promise<void> {
-    const gone = q.entries.splice(0, n);
+  private async drop(q: TargetQueue, n: number, reason: string, why: string, skip = 0): Promise<void> {
+    const gone = q.entries.splice(skip, n);
     if (gone.length === 0) return;
     this.cfg.metrics.notificationsDropped.inc({ target: q.name, reason }, gone.length);
     this.cfg.logger.error({ target: q.name, reason, dropped: gone.length, ids: gone.slice(0, 5).map((e) => `${e.transition.id}:${e.transition.to}`) }, `notifications dropped: ${why}`);

@@ -115,6 +115,7 @@ export class Broker {
   private readonly emptyClientIds = new WeakSet<Client>();
   private readonly warned = new Map<string, number>();
   private registry?: DeviceRegistry;
+  private registryTimer?: NodeJS.Timeout;
   private auth!: DeviceAuth;
   private rate!: RateLimiter;
   private address = '';
@@ -148,9 +149,12 @@ export class Broker {
 
   async start(): Promise<string> {
     if (this.config.registryFile) {
-      this.registry = new DeviceRegistry(this.config.registryFile, { onLog: this.onLog });
+      this.registry = new DeviceRegistry(this.config.registryFile, { onLog: this.onLog, onReload: () => this.dropRevoked() });
       await this.registry.load();
       this.onLog('info', 'device registry loaded', { path: this.config.registryFile, entries: this.registry.size });
+      const registry = this.registry;
+      this.registryTimer = setInterval(() => void registry.refresh(), 5000);
+      this.registryTimer.unref();
     } else if (!this.config.allowAnonymous && (this.config.tls?.clientAuth ?? 'none') === 'none') {
       this.onLog('warn', 'no device registry (--registry) and no --allow-anonymous: every MQTT client will be refused');
     }
@@ -162,6 +166,8 @@ export class Broker {
       connectTimeout: this.config.connectTimeoutMs,
       // aedes' own ceiling (it disconnects); the configured, counted limit is checked in the hooks.
       maxTopicLevels: 100,
+      // MQTT 3.1 clients: room for the identity prefix of scoped client ids (scopedClientId).
+      maxClientsIdLength: 23 + 65,
       preConnect: (client, packet, done) => {
         if (!packet.clientId) this.emptyClientIds.add(client);
         else packet.clientId = this.scopedClientId(client, packet.clientId, packet.username);
@@ -250,6 +256,18 @@ export class Broker {
     const owner = cn ?? username ?? '';
     // ':' cannot occur in an id, so "owner:" prefixes never collide (anonymous gets ":").
     return `${owner}:${clientId}`;
+  }
+
+  /** After a registry change: close connections of identities that are no longer registered. */
+  private dropRevoked(): void {
+    if (!this.registry || !this.aedes) return;
+    // aedes keeps connected clients by id (not in its typings).
+    for (const client of Object.values((this.aedes as unknown as { clients: Record<string, Client> }).clients)) {
+      const id = this.identities.get(client);
+      if (!id || id.kind === 'anonymous' || this.registry.get(id.id)) continue;
+      this.refuse('revoked', 'closing the connection of an identity removed from the registry', { identity: id.id });
+      client.close();
+    }
   }
 
   private authenticate(client: Client, username: string | undefined, password: Buffer | undefined, done: (err: any, ok: boolean | null) => void): void {
@@ -400,6 +418,7 @@ export class Broker {
   /** Stop accepting connections and disconnect clients. In-flight commits are the log's to finish. */
   async stop(): Promise<void> {
     if (!this.server) return;
+    clearInterval(this.registryTimer);
     this.resumeAll();
     const closed = [this.server, ...(this.tlsServer ? [this.tlsServer] : [])].map((srv) => new Promise<void>((resolve) => srv.close(() => resolve())));
     // close() waits for connections to end; aedes.close() ends those of clients past CONNECT, and

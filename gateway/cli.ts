@@ -38,6 +38,9 @@ export function register(program: Command): void {
     .addOption(new Option('--sync <policy>', 'fsync policy of the log').choices(['always', 'interval', 'never']))
     .option('--quota <size>', 'disk quota of the log, e.g. 512MiB')
     .addOption(new Option('--when-full <policy>', 'what to do when the quota is reached').choices(['block', 'drop-oldest']))
+    .option('--windows <list>', 'event-time windows, e.g. "1m" or "1m,5m/1m"; "off" to disable (default 1m)')
+    .option('--lateness <duration>', 'allowed lateness of readings in event time (default 10s)')
+    .option('--grace <duration>', 'after a window closed, late readings within this re-emit it revised (default 60s)')
     .option('--max-backoff <duration>', 'longest wait between retries to the cloud, also the circuit-breaker probe interval (default 30s)')
     .option('--check-config', 'validate the configuration and exit')
     .option('--log-level <level>', 'log level: trace, debug, info, warn, error (default info; or env SLUICE_LOG_LEVEL, or logLevel in the file)')
@@ -63,6 +66,9 @@ export function register(program: Command): void {
           'log.quota': opts.quota,
           'log.whenFull': opts.whenFull,
           'forward.maxBackoff': opts.maxBackoff,
+          'windows.specs': opts.windows === undefined ? undefined : opts.windows === 'off' ? [] : String(opts.windows).split(',').map((x: string) => x.trim()),
+          'windows.allowedLateness': opts.lateness,
+          'windows.grace': opts.grace,
           logLevel: opts.logLevel,
         });
       try {

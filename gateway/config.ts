@@ -101,6 +101,22 @@ export const gatewayConfigSchema = z
       })
       .strict()
       .default({ maxBatchRecords: 5000, timeout: 30_000, maxBackoff: 30_000 }),
+    /** Event-time pre-aggregation on the gateway. */
+    windows: z
+      .object({
+        /** Windows per device and metric: "1m" tumbling, "5m/1m" hopping (size/advance); [] turns it off. */
+        specs: z.array(z.string()).default(['1m']),
+        /** How late (event time) a reading may be and still count before its window closes. */
+        allowedLateness: duration('windows.allowedLateness').default(10_000),
+        /** After a window closed, a late reading within this long re-emits it with a revision. */
+        grace: duration('windows.grace').default(60_000),
+        /** A silent device's open windows close after this long on the gateway clock (default 2 × largest window + lateness). */
+        idleTimeout: duration('windows.idleTimeout').optional(),
+        /** How often window state is checkpointed to the log. */
+        checkpoint: duration('windows.checkpoint').default(5_000),
+      })
+      .strict()
+      .default({ specs: ['1m'], allowedLateness: 10_000, grace: 60_000, checkpoint: 5_000 }),
     /** Security: registry, mqtts, tls.*, cloudCa, limits.* (documented in auth-config.ts). */
     ...GATEWAY_SECURITY_KEYS,
   })
@@ -174,6 +190,13 @@ export function loadGatewayConfig(file: string | undefined, flags: Record<string
     },
     broker: security.broker,
     payloadLimits: security.payloadLimits,
+    windows: {
+      windows: parsed.windows.specs,
+      allowedLatenessMs: parsed.windows.allowedLateness,
+      graceMs: parsed.windows.grace,
+      idleTimeoutMs: parsed.windows.idleTimeout,
+      checkpointMs: parsed.windows.checkpoint,
+    },
   };
 }
 

@@ -101,17 +101,24 @@ export class Forwarder {
   private unsubscribe: (() => void) | null = null;
   private batchLimit: number;
   private readonly random: () => number;
+  private readonly restamp: (rec: RawRecord) => RawRecord;
   private readonly onLog: (level: 'warn' | 'error' | 'info', msg: string, extra?: object) => void;
 
   constructor(
     private readonly log: DurableLog,
     config: Partial<ForwarderConfig> & Pick<ForwarderConfig, 'cloudUrl' | 'token' | 'gatewayId'>,
-    opts: { random?: () => number; onLog?: (level: 'warn' | 'error' | 'info', msg: string, extra?: object) => void } = {},
+    opts: {
+      random?: () => number;
+      onLog?: (level: 'warn' | 'error' | 'info', msg: string, extra?: object) => void;
+      /** Correct a record before it is sent (gateway clock re-stamping, gateway/clock.ts). */
+      restamp?: (rec: RawRecord) => RawRecord;
+    } = {},
   ) {
     this.config = { ...DEFAULT_FORWARDER_CONFIG, ...config };
     this.batchLimit = this.config.maxBatchRecords;
     this.random = opts.random ?? Math.random;
     this.onLog = opts.onLog ?? (() => undefined);
+    this.restamp = opts.restamp ?? ((r) => r);
   }
 
   start(): void {
@@ -337,7 +344,7 @@ export class Forwarder {
     for (const r of records) {
       if (r.kind === 'raw') {
         const { kind: _k, ...rest } = r;
-        recs.push(rest);
+        recs.push(this.restamp(rest));
       } else {
         const { kind: _k, ...rest } = r;
         aggs.push(rest);

@@ -14,8 +14,9 @@ import { Broker, type BrokerConfig } from './broker.js';
 import { GatewayClock, type ClockConfig } from './clock.js';
 import { Forwarder, type ForwarderConfig } from './forwarder.js';
 import { Ingest } from './ingest.js';
-import { DurableLog, type LogConfig } from './log.js';
+import { DEFAULT_LOG_CONFIG, DurableLog, type LogConfig } from './log.js';
 import { gatewayMetrics } from './metrics.js';
+import { DEFAULT_WINDOW_STAGE_CONFIG, WindowStage, type WindowStageConfig } from './windows-stage.js';
 
 export interface GatewayConfig {
   /** This gateway's id at the cloud ([A-Za-z0-9_.-]{1,64}). */
@@ -35,6 +36,8 @@ export interface GatewayConfig {
   stopTimeoutMs?: number;
   /** Level of the JSON logs (the CLI applies it; reload() changes it). */
   logLevel?: string;
+  /** Event-time windows (gateway/windows-stage.ts); `windows: []` turns pre-aggregation off. */
+  windows?: Partial<WindowStageConfig>;
   /** Wall clock trust for gateway-assigned timestamps (gateway/clock.ts). */
   clock?: Partial<ClockConfig>;
   logger?: Logger;
@@ -42,8 +45,12 @@ export interface GatewayConfig {
 
 export class Gateway {
   readonly log: DurableLog;
+  /** The aggregate lane: closed windows, forwarded by their own forwarder ahead of a raw backlog. */
+  readonly aggLog: DurableLog;
   readonly ingest: Ingest;
   readonly forwarder: Forwarder;
+  readonly aggForwarder: Forwarder;
+  readonly windows?: WindowStage;
   readonly broker: Broker;
   readonly clock: GatewayClock;
   readonly logger: Logger;
@@ -55,13 +62,20 @@ export class Gateway {
 
   constructor(readonly config: GatewayConfig) {
     this.logger = config.logger ?? pino({ name: 'sluice-gateway' });
-    this.log = new DurableLog({ dir: join(config.dataDir, 'log'), ...config.log });
+    const windowCfg: WindowStageConfig = { ...DEFAULT_WINDOW_STAGE_CONFIG, ...config.windows };
+    const windowsOn = windowCfg.windows.length > 0;
+    this.log = new DurableLog({ dir: join(config.dataDir, 'log'), ...config.log, retainForReplay: windowsOn });
+    // Aggregates are small (one record per device, window and minute): a tenth of the quota.
+    const quota = config.log?.quotaBytes ?? DEFAULT_LOG_CONFIG.quotaBytes;
+    this.aggLog = new DurableLog({ dir: join(config.dataDir, 'log'), ...config.log, quotaBytes: Math.max(64 * 1024, Math.floor(quota / 10)) }, { lane: 'agg', shareWith: this.log });
     const onLog = (level: 'warn' | 'error' | 'info', msg: string, extra?: object) => this.logger[level](extra ?? {}, msg);
     this.clock = new GatewayClock(config.clock, {
       onSync: (info) => this.logger.warn(info, 'clock synchronised: readings stamped before are corrected if still in the log'),
     });
+    if (windowsOn) this.windows = new WindowStage(this.log, this.aggLog, windowCfg, { onLog });
     this.ingest = new Ingest(this.log, {
       limits: config.payloadLimits,
+      onReading: this.windows ? (r) => this.windows!.onReading(r) : undefined,
       clock: this.clock,
       onReject: (info) => {
         // Log a rejected payload once per client and reason per minute: counted always, logged sparingly.
@@ -73,15 +87,19 @@ export class Gateway {
         }
       },
     });
-    this.forwarder = new Forwarder(this.log, { cloudUrl: config.cloud.url, token: config.cloud.token, gatewayId: config.id, ...config.forwarder }, { onLog });
+    this.forwarder = new Forwarder(this.log, { cloudUrl: config.cloud.url, token: config.cloud.token, gatewayId: config.id, ...config.forwarder }, { onLog, restamp: (r) => this.clock.restamp(r) });
+    this.aggForwarder = new Forwarder(this.aggLog, { cloudUrl: config.cloud.url, token: config.cloud.token, gatewayId: config.id, ...config.forwarder }, { onLog });
     this.broker = new Broker({ host: config.mqtt.host, port: config.mqtt.port, allowAnonymous: config.allowAnonymous, ...config.broker }, this.ingest, onLog);
   }
 
   async start(): Promise<{ mqtt: string; http?: string }> {
     await this.log.open();
+    await this.aggLog.open();
     await this.clock.start();
+    await this.windows?.start();
     if (!this.clock.isSynced()) this.logger.warn({ check: this.clock.config.check }, 'clock not synchronised: readings without a device timestamp are flagged until it is');
     this.logger.info({ incarnation: this.log.incarnation, cursor: this.log.ackedSeq, next: this.log.lastSeq + 1, backlog: this.log.stats.backlogRecords }, 'log opened');
+    this.aggForwarder.start();
     this.forwarder.start();
     this.mqttUrl = await this.broker.start();
     if (this.config.allowAnonymous) this.logger.warn('anonymous MQTT access is allowed (--allow-anonymous): any client on the network may publish');
@@ -116,6 +134,9 @@ export class Gateway {
       ingest: this.ingest.stats,
       log: this.log.stats,
       forwarder: this.forwarder.stats,
+      aggLog: this.aggLog.stats,
+      aggForwarder: this.aggForwarder.stats,
+      windows: this.windows?.stats(),
       broker: this.broker.stats,
     };
   }
@@ -164,7 +185,12 @@ export class Gateway {
     const work = (async () => {
       await this.broker.stop().catch(() => undefined);
       this.clock.stop();
-      await this.forwarder.stop();
+      await Promise.all([this.forwarder.stop(), this.aggForwarder.stop()]);
+      // Raw commits still in flight feed the windows; then the windows' last aggregates and
+      // checkpoint; then the lanes close (the aggregate lane shares the raw lane's LevelDB).
+      await this.log.drain();
+      await this.windows?.stop();
+      await this.aggLog.close();
       await this.log.close();
       if (this.http) {
         this.http.closeAllConnections?.();

@@ -10,7 +10,7 @@
  *   SLUICE_TOO_LARGE / SLUICE_UNSUPPORTED_VERSION), counted under dropped{reason}, kept in the
  *   dead-letter area, and touches nothing else.
  */
-import { FLAG_CLOCK_UNSYNCED, FLAG_GATEWAY_TS, type RawRecord } from '../protocols/batch.js';
+import { FLAG_CLOCK_UNSYNCED, FLAG_GATEWAY_TS, type RawRecord, FLAG_FUTURE_TS, FLAG_ANCIENT_TS } from '../protocols/batch.js';
 import { isSluiceError } from '../protocols/errors.js';
 import { decodePayload, DEFAULT_PAYLOAD_LIMITS, type PayloadLimits } from '../protocols/payload.js';
 import { parseTelemetryTopic } from '../protocols/topic.js';
@@ -22,6 +22,8 @@ export interface IngestStats {
   committed: number;
   dropped: Record<string, number>;
   errors: number;
+  /** Readings kept but flagged, by reason (future_ts, ancient_ts). */
+  flagged: Record<string, number>;
 }
 
 export type IngestResult =
@@ -30,6 +32,10 @@ export type IngestResult =
 
 export interface IngestOptions {
   limits?: PayloadLimits;
+  /** Event time further ahead of the gateway clock than this is flagged (ms, default 5 min). */
+  futureToleranceMs?: number;
+  /** Event time older than this is flagged (ms, default 365 days). */
+  maxAgeMs?: number;
   /** Gateway clock (ms). Injected for tests. */
   now?: () => number;
   /**
@@ -44,7 +50,9 @@ export interface IngestOptions {
 }
 
 export class Ingest {
-  readonly stats: IngestStats = { received: 0, committed: 0, dropped: {}, errors: 0 };
+  readonly stats: IngestStats = { received: 0, committed: 0, dropped: {}, errors: 0, flagged: {} };
+  private readonly futureMs: number;
+  private readonly maxAgeMs: number;
   private readonly limits: PayloadLimits;
   private readonly now: () => number;
   private readonly recent = new RecentReadings(64);
@@ -52,6 +60,8 @@ export class Ingest {
   constructor(private readonly log: DurableLog, private readonly opts: IngestOptions = {}) {
     this.limits = opts.limits ?? DEFAULT_PAYLOAD_LIMITS;
     this.now = opts.now ?? Date.now;
+    this.futureMs = opts.futureToleranceMs ?? 5 * 60_000;
+    this.maxAgeMs = opts.maxAgeMs ?? 365 * 86_400_000;
   }
 
   /**
@@ -82,6 +92,18 @@ export class Ingest {
     const stamp = decoded.ts === undefined ? this.opts.clock?.stamp() : undefined;
     const rec: Omit<RawRecord, 'seq'> = { dev: parsed.deviceId, ts: decoded.ts ?? stamp?.ts ?? this.now(), vals: decoded.values };
     if (decoded.ts === undefined) rec.fl = stamp?.unsynced ? FLAG_GATEWAY_TS | FLAG_CLOCK_UNSYNCED : FLAG_GATEWAY_TS;
+    else {
+      // Clock sanity: a device clock far ahead of the gateway's, or absurdly old, is flagged and
+      // counted (kept in the raw stream; windows ignore it so it cannot push watermarks around).
+      const now = this.now();
+      if (decoded.ts > now + this.futureMs) {
+        rec.fl = FLAG_FUTURE_TS;
+        this.stats.flagged.future_ts = (this.stats.flagged.future_ts ?? 0) + 1;
+      } else if (decoded.ts < now - this.maxAgeMs) {
+        rec.fl = FLAG_ANCIENT_TS;
+        this.stats.flagged.ancient_ts = (this.stats.flagged.ancient_ts ?? 0) + 1;
+      }
+    }
     if (decoded.tags) rec.tags = decoded.tags;
     if (decoded.seq !== undefined) rec.dseq = decoded.seq;
     const { seq, committed } = this.log.append({ kind: 'raw', ...rec });

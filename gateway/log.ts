@@ -25,6 +25,9 @@
  *   'm:meta'               JSON { incarnation, created, version }
  *   'm:next'               next sequence number (decimal)
  *   'm:cursor'             highest sequence acknowledged by the cloud (decimal)
+ *   'a' ‖ seq, 'b' ‖ seq,  the aggregate lane's records, quarantine and counters
+ *   'm:agg:next', 'm:agg:cursor'
+ *   'm:floor'              window checkpoint position: acked raw records above it are kept for replay
  *   'm:sync'               marker written with sync:true by the `interval` sync policy
  *   'w:…'                  window engine checkpoints (gateway/windows-*.ts)
  */
@@ -56,7 +59,20 @@ export interface LogConfig {
   whenFull: FullPolicy;
   /** LevelDB write buffer (memtable) size in bytes. */
   writeBufferBytes: number;
+  /** Keep acked records above the checkpoint floor (set when window state is rebuilt by replay). */
+  retainForReplay: boolean;
 }
+
+/**
+ * A log holds one or more lanes, each its own sequence space with its own cursor, forwarded as its
+ * own incarnation (`<incarnation>` for raw readings, `<incarnation>.agg` for window aggregates), so
+ * aggregates overtake a raw backlog without breaking either lane's order.
+ */
+export type Lane = 'raw' | 'agg';
+const LANES: Record<Lane, { rec: number; quarantine: number; suffix: string }> = {
+  raw: { rec: 0x72 /* r */, quarantine: 0x71 /* q */, suffix: '' },
+  agg: { rec: 0x61 /* a */, quarantine: 0x62 /* b */, suffix: 'agg:' },
+};
 
 export const DEFAULT_LOG_CONFIG: Omit<LogConfig, 'dir'> = {
   sync: 'always',
@@ -66,6 +82,7 @@ export const DEFAULT_LOG_CONFIG: Omit<LogConfig, 'dir'> = {
   reserveBytes: 64 * 1024 * 1024,
   whenFull: 'block',
   writeBufferBytes: 4 * 1024 * 1024,
+  retainForReplay: false,
 };
 
 export interface LogStats {
@@ -100,10 +117,8 @@ interface Pending {
 }
 
 const META = Buffer.from('m:meta');
-const NEXT = Buffer.from('m:next');
-const CURSOR = Buffer.from('m:cursor');
 const SYNC_MARK = Buffer.from('m:sync');
-const R_END = Buffer.from([0x72, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+const FLOOR = Buffer.from('m:floor');
 /** LevelDB's per-entry overhead is small; count the key and value and a few bytes of framing. */
 const ENTRY_OVERHEAD = 8;
 const cbor = new Encoder({ useRecords: false } as ConstructorParameters<typeof Encoder>[0]);
@@ -145,23 +160,55 @@ export class DurableLog {
     full: false,
   };
 
-  constructor(config: Partial<LogConfig> & { dir: string }) {
+  readonly lane: Lane;
+  private readonly recPrefix: number;
+  private readonly qPrefix: number;
+  private readonly rEnd: Buffer;
+  private readonly nextKey: Buffer;
+  private readonly cursorKey: Buffer;
+  private readonly ownsDb: boolean;
+  /** Acked records above this stay on disk until a checkpoint moves it (window replay needs them). */
+  private retainFloor = Number.POSITIVE_INFINITY;
+  private deletedUpTo = 0;
+
+  /**
+   * `shareWith`: another lane of the same LevelDB (opened and closed by its owner, which must be
+   * opened first and closed last).
+   */
+  constructor(config: Partial<LogConfig> & { dir: string }, opts: { lane?: Lane; shareWith?: DurableLog } = {}) {
     this.config = { ...DEFAULT_LOG_CONFIG, ...config };
-    mkdirSync(this.config.dir, { recursive: true });
-    this.db = new Level<Buffer, Buffer>(this.config.dir, {
-      keyEncoding: 'buffer',
-      valueEncoding: 'buffer',
-      writeBufferSize: this.config.writeBufferBytes,
-    } as any);
+    this.lane = opts.lane ?? 'raw';
+    const l = LANES[this.lane];
+    this.recPrefix = l.rec;
+    this.qPrefix = l.quarantine;
+    this.rEnd = Buffer.from([l.rec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    this.nextKey = Buffer.from(`m:${l.suffix}next`);
+    this.cursorKey = Buffer.from(`m:${l.suffix}cursor`);
+    this.ownsDb = !opts.shareWith;
+    if (opts.shareWith) {
+      this.db = opts.shareWith.db;
+    } else {
+      mkdirSync(this.config.dir, { recursive: true });
+      this.db = new Level<Buffer, Buffer>(this.config.dir, {
+        keyEncoding: 'buffer',
+        valueEncoding: 'buffer',
+        writeBufferSize: this.config.writeBufferBytes,
+      } as any);
+    }
   }
 
+  private rk(seq: number): Buffer {
+    return recordKey(seq, this.recPrefix);
+  }
+
+  /** The sequence space this lane is forwarded under. */
   get incarnation(): string {
-    return this.incarnationId;
+    return this.lane === 'raw' ? this.incarnationId : `${this.incarnationId}.${this.lane}`;
   }
 
   /** Open the LevelDB, recover the sequence, cursor and backlog size. */
   async open(): Promise<void> {
-    await this.db.open();
+    if (this.ownsDb) await this.db.open();
     const meta = await this.db.get(META);
     if (meta === undefined) {
       this.incarnationId = randomBytes(8).toString('hex');
@@ -169,16 +216,23 @@ export class DurableLog {
     } else {
       this.incarnationId = JSON.parse(meta.toString()).incarnation;
     }
-    const next = await this.db.get(NEXT);
-    const cursor = await this.db.get(CURSOR);
+    const next = await this.db.get(this.nextKey);
+    const cursor = await this.db.get(this.cursorKey);
     this.cursor = cursor ? Number(cursor.toString()) : 0;
     this.nextSeq = next ? Number(next.toString()) : 1;
     // Records at or below the cursor were acked before a crash cut the delete short.
-    await this.db.clear({ gte: recordKey(0), lte: recordKey(this.cursor) });
+    if (this.config.retainForReplay) {
+      const floor = await this.db.get(FLOOR);
+      this.retainFloor = floor ? Number(floor.toString()) : 0;
+    } else {
+      await this.db.del(FLOOR);
+    }
+    this.deletedUpTo = Math.min(this.cursor, this.retainFloor);
+    await this.db.clear({ gte: this.rk(0), lte: this.rk(this.deletedUpTo) });
     // Recount the backlog (keys and value sizes only) and make sure nextSeq is past every record.
     let records = 0;
     let bytes = 0;
-    for await (const [key, value] of this.db.iterator({ gt: recordKey(this.cursor), lt: R_END })) {
+    for await (const [key, value] of this.db.iterator({ gt: this.rk(this.cursor), lt: this.rEnd })) {
       records++;
       bytes += key.length + value.length + ENTRY_OVERHEAD;
       const seq = seqOfKey(key);
@@ -212,7 +266,7 @@ export class DurableLog {
       return { seq: 0, committed: Promise.reject(new SluiceError('SLUICE_LOG_CLOSED', 'the log is closed', { retryable: true })) };
     }
     const seq = this.nextSeq++;
-    const key = recordKey(seq);
+    const key = this.rk(seq);
     const value = encodeEntry(entry);
     this.stats.appended++;
     const committed = new Promise<void>((resolve, reject) => {
@@ -273,7 +327,7 @@ export class DurableLog {
       }
       const ops: Array<{ type: 'put'; key: Buffer; value: Buffer }> = group.map((p) => ({ type: 'put', key: p.key, value: p.value }));
       const last = group[group.length - 1].seq;
-      ops.push({ type: 'put', key: NEXT, value: Buffer.from(String(last + 1)) });
+      ops.push({ type: 'put', key: this.nextKey, value: Buffer.from(String(last + 1)) });
       try {
         await this.db.batch(ops, { sync: this.config.sync === 'always' } as any);
       } catch (err) {
@@ -318,7 +372,7 @@ export class DurableLog {
     while (this.isFull(bytes)) {
       const dels: Buffer[] = [];
       let freed = 0;
-      for await (const [key, value] of this.db.iterator({ gt: recordKey(from), lt: R_END, limit: 1000 })) {
+      for await (const [key, value] of this.db.iterator({ gt: this.rk(from), lt: this.rEnd, limit: 1000 })) {
         dels.push(key);
         freed += key.length + value.length + ENTRY_OVERHEAD;
         from = seqOfKey(key);
@@ -342,7 +396,7 @@ export class DurableLog {
     const quarantined: number[] = [];
     let upTo = after;
     let bytes = 0;
-    for await (const [key, value] of this.db.iterator({ gt: recordKey(after), lt: R_END, limit })) {
+    for await (const [key, value] of this.db.iterator({ gt: this.rk(after), lt: this.rEnd, limit })) {
       const seq = seqOfKey(key);
       upTo = seq;
       const size = key.length + value.length + ENTRY_OVERHEAD;
@@ -365,9 +419,9 @@ export class DurableLog {
 
   /** Move one record to the quarantine area ('q' prefix) with the reason. */
   async quarantine(seq: number, value: Uint8Array, reason: string): Promise<void> {
-    const key = recordKey(seq);
+    const key = this.rk(seq);
     await this.db.batch([
-      { type: 'put', key: recordKey(seq, 0x71), value: Buffer.from(cbor.encode({ reason, at: Date.now(), value })) },
+      { type: 'put', key: recordKey(seq, this.qPrefix), value: Buffer.from(cbor.encode({ reason, at: Date.now(), value })) },
       { type: 'del', key },
     ]);
     // If the forwarder already read it, forget its size so ack() does not count it twice.
@@ -382,7 +436,7 @@ export class DurableLog {
   /** Quarantine records already read (e.g. refused by the cloud with 400). */
   async quarantineRecords(records: LogRecord[], reason: string): Promise<void> {
     for (const r of records) {
-      const key = recordKey(r.seq);
+      const key = this.rk(r.seq);
       const value = await this.db.get(key);
       if (value) await this.quarantine(r.seq, value, reason);
     }
@@ -391,8 +445,7 @@ export class DurableLog {
   /** The cloud durably holds everything up to `seq`: persist the cursor, then drop those records. */
   async ack(seq: number): Promise<void> {
     if (seq <= this.cursor) return;
-    await this.db.put(CURSOR, Buffer.from(String(seq)), { sync: this.config.sync === 'always' } as any);
-    const before = this.cursor;
+    await this.db.put(this.cursorKey, Buffer.from(String(seq)), { sync: this.config.sync === 'always' } as any);
     this.cursor = seq;
     let freedRecords = 0;
     let freedBytes = 0;
@@ -405,18 +458,48 @@ export class DurableLog {
     this.readSizes.splice(0, i);
     if (this.readUpTo < seq) {
       // Acked past what we read (cannot normally happen): recount that stretch from disk.
-      for await (const [key, value] of this.db.iterator({ gt: recordKey(this.readUpTo), lte: recordKey(seq) })) {
+      for await (const [key, value] of this.db.iterator({ gt: this.rk(this.readUpTo), lte: this.rk(seq) })) {
         freedRecords++;
         freedBytes += key.length + value.length + ENTRY_OVERHEAD;
       }
       this.readUpTo = seq;
     }
-    await this.db.clear({ gt: recordKey(before), lte: recordKey(seq) });
+    await this.deleteAcked();
     this.stats.acked += freedRecords;
     this.stats.backlogRecords -= freedRecords;
     this.stats.backlogBytes -= freedBytes;
     this.syncStats();
     this.wakeSpaceWaiters();
+  }
+
+  /** Delete acknowledged records, except those above the retain floor (kept for window replay). */
+  private async deleteAcked(): Promise<void> {
+    const upTo = Math.min(this.cursor, this.retainFloor);
+    if (upTo <= this.deletedUpTo) return;
+    const from = this.deletedUpTo;
+    this.deletedUpTo = upTo;
+    await this.db.clear({ gt: this.rk(from), lte: this.rk(upTo) });
+  }
+
+  /**
+   * Store derived state (`ops`, e.g. the window engine's snapshot) atomically with the retain floor:
+   * records above `floor` are kept, even once acked, so that state can be rebuilt by replaying them.
+   */
+  async checkpoint(ops: Array<{ type: 'put' | 'del'; key: Buffer; value?: Buffer }>, floor: number): Promise<void> {
+    await this.db.batch([...ops, { type: 'put', key: FLOOR, value: Buffer.from(String(floor)) }] as any, { sync: this.config.sync !== 'never' } as any);
+    this.retainFloor = floor;
+    await this.deleteAcked();
+  }
+
+  /** Records with sequence > `after`, in order, for rebuilding derived state; no forwarding side effects. */
+  async *scan(after: number): AsyncGenerator<LogRecord> {
+    for await (const [key, value] of this.db.iterator({ gt: this.rk(after), lt: this.rEnd })) {
+      try {
+        yield decodeEntry(seqOfKey(key), value);
+      } catch {
+        // corrupt: the forwarder quarantines it when it gets there
+      }
+    }
   }
 
   /** Forget what was handed out after `seq` (the forwarder will read it again, e.g. after a 409). */
@@ -484,7 +567,7 @@ export class DurableLog {
 
   /** Iterate quarantined records ('q') or dead-lettered payloads ('x'). */
   async *listArea(area: 'quarantine' | 'dead-letter', limit = 1000): AsyncGenerator<{ id: number; entry: any }> {
-    const prefix = area === 'quarantine' ? 0x71 : 0x78;
+    const prefix = area === 'quarantine' ? this.qPrefix : 0x78;
     const { decode } = await import('cbor-x');
     for await (const [key, value] of this.db.iterator({ gte: Buffer.from([prefix]), lt: Buffer.from([prefix + 1]), limit })) {
       if (key.length !== KEY_BYTES) continue;
@@ -499,7 +582,7 @@ export class DurableLog {
 
   /** Oldest unacknowledged record's event time (ms), or undefined with an empty backlog. */
   async oldestUnackedTs(): Promise<number | undefined> {
-    for await (const [key, value] of this.db.iterator({ gt: recordKey(this.cursor), lt: R_END, limit: 1 })) {
+    for await (const [key, value] of this.db.iterator({ gt: this.rk(this.cursor), lt: this.rEnd, limit: 1 })) {
       try {
         const r = decodeEntry(seqOfKey(key), value);
         return r.kind === 'raw' ? r.ts : r.end;
@@ -513,6 +596,14 @@ export class DurableLog {
   private syncStats(): void {
     this.stats.nextSeq = this.nextSeq;
     this.stats.cursor = this.cursor;
+  }
+
+  /** Wait until every append made so far is committed (or failed). */
+  async drain(): Promise<void> {
+    while (this.committing || this.queue.length > 0) {
+      if (this.committing) await this.committing;
+      else await this.flush();
+    }
   }
 
   /** Wait for queued commits, then close LevelDB. Appends after close() starts are refused. */
@@ -530,6 +621,6 @@ export class DurableLog {
       await this.db.put(SYNC_MARK, Buffer.from(String(Date.now())), { sync: true } as any).catch(() => undefined);
     }
     this.opened = false;
-    await this.db.close();
+    if (this.ownsDb) await this.db.close();
   }
 }

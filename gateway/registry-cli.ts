@@ -70,7 +70,7 @@ export function registerDeviceCommands(program: Command): void {
 
   device
     .command('remove')
-    .description('remove a device or account: it can no longer connect (existing connections end at their next CONNECT)')
+    .description('remove a device or account: a running gateway closes its connections within seconds and refuses new ones')
     .argument('<id>')
     .option('--registry <file>', 'registry file (or env SLUICE_REGISTRY)', DEFAULT_REGISTRY)
     .action(async (id: string, opts) => {

@@ -19,8 +19,9 @@
  * - A device publishes only under `devices/{its id}/…` (auth-acl.ts); that is not configurable.
  * - The file is validated as a whole; a bad file is refused at start with a message naming the key,
  *   and a bad edit while running is logged and ignored (the last good registry stays in force).
- * - The running gateway notices changes (mtime/size, checked at most once per second when a client
- *   authenticates), so `sluice device remove` locks a device out of new connections without a restart.
+ * - The running gateway notices changes (mtime/size; checked when a client authenticates, at most
+ *   once per second, and every few seconds by the broker), so `sluice device remove` locks a device
+ *   out without a restart: its open connections are closed and new ones refused.
  * - Edits are atomic (temporary file + rename, mode 0600) and keep comments; a lock file keeps two
  *   concurrent `sluice device` commands from losing each other's change.
  */
@@ -137,7 +138,12 @@ export class DeviceRegistry {
 
   constructor(
     readonly path: string,
-    private readonly opts: { checkIntervalMs?: number; onLog?: (level: 'warn' | 'error' | 'info', msg: string, extra?: object) => void } = {},
+    private readonly opts: {
+      checkIntervalMs?: number;
+      onLog?: (level: 'warn' | 'error' | 'info', msg: string, extra?: object) => void;
+      /** Called after a change was loaded (the broker closes connections of removed identities). */
+      onReload?: () => void;
+    } = {},
   ) {}
 
   /** Load the file; throws SLUICE_BAD_CONFIG if it is missing or invalid. */
@@ -176,6 +182,7 @@ export class DeviceRegistry {
         const before = this.entries.size;
         await this.load();
         this.opts.onLog?.('info', 'device registry reloaded', { path: this.path, entries: this.entries.size, before });
+        this.opts.onReload?.();
       } catch (err) {
         this.opts.onLog?.('error', 'device registry changed but cannot be used; keeping the previous one', { path: this.path, err: (err as Error).message });
       } finally {

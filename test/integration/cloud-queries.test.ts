@@ -156,7 +156,7 @@ describe('query validation', () => {
     expect((await get('/api/v1/series', { device: 'dev-a', metric: metrics })).status).toBe(400);
   });
 
-  it.each([
+  it.each<Record<string, string>>([
     { state: 'firing; DROP' },
     { state: 'all', device: "x' OR 1=1" },
     { state: 'all', rule: 'hot" OR "1"="1' },

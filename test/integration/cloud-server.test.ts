@@ -190,14 +190,17 @@ describe('POST /api/v1/batches', () => {
     expect(await count(`"device" = 'dev-conc'`)).toBe(50);
   });
 
-  it('a gap → 409 naming the expected sequence; a new incarnation starts at 1', async () => {
+  it('a gap → 409 naming the expected sequence; an unknown incarnation is adopted at its first batch', async () => {
     expect((await post(batch('gwA', 'inc-gap', 1, 10, recs('dev-gap', 1, 10)))).status).toBe(200);
     const gap = await post(batch('gwA', 'inc-gap', 15, 20, recs('dev-gap', 15, 20)));
     expect(gap.status).toBe(409);
     expect(gap.json).toMatchObject({ code: 'SLUICE_GAP', expected: 11 });
     expect(await count(`"device" = 'dev-gap'`)).toBe(10);
+    // An incarnation this cloud never saw (new replica, wiped data dir) is adopted where it is…
     const fresh = await post(batch('gwA', 'inc-gap-2', 5, 6, recs('dev-gap', 5, 6)));
-    expect(fresh.json).toMatchObject({ code: 'SLUICE_GAP', expected: 1 });
+    expect(fresh.json).toEqual({ acked: 6 });
+    // …and from then on gaps are detected for it too.
+    expect((await post(batch('gwA', 'inc-gap-2', 9, 9, recs('dev-gap', 9, 9)))).json).toMatchObject({ code: 'SLUICE_GAP', expected: 7 });
     // the gateway quarantined 11..14 and sends a batch covering them without records
     expect((await post(batch('gwA', 'inc-gap', 11, 20, recs('dev-gap', 15, 20)))).json).toEqual({ acked: 20 });
   });

@@ -7,7 +7,6 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import pino from 'pino';
@@ -162,26 +161,37 @@ describe('device authentication', () => {
     expect(await connackCode({ username: 'd1', password: 'wrong' })).toBe(5);
   });
 
-  it('a CONNECT storm costs one scrypt per device and does not block the event loop', async () => {
+  it('a CONNECT storm costs one scrypt per device, and scrypt never blocks the event loop', async () => {
     await startGateway();
-    const h = monitorEventLoopDelay({ resolution: 10 });
-    h.enable();
     const storm = await Promise.all(Array.from({ length: 60 }, (_, i) => connect(i % 2 ? 'd1' : 'd2')));
-    h.disable();
     expect(storm.every((c) => c.connected)).toBe(true);
+    // Cache and in-flight sharing: one verification per device, not per CONNECT.
     expect(gw.broker.stats.authVerifications).toBeLessThanOrEqual(4);
-    expect(gw.broker.stats.authCacheHits + gw.broker.stats.authVerifications).toBeGreaterThanOrEqual(2);
-    // scrypt runs on the thread pool: the loop never stalls for a hash (~50 ms each).
-    expect(h.max / 1e6).toBeLessThan(250);
+
+    // 16 wrong passwords: 16 real scrypts (~16 MiB, tens of ms each). Run synchronously they would
+    // freeze the loop for the whole storm (measured: ~10% of the expected ticks); on the thread pool
+    // a 10 ms timer keeps ticking (~50% on 2 busy cores, the rest is CPU contention, not blocking).
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    const t0 = performance.now();
+    const codes = await Promise.all(Array.from({ length: 16 }, (_, i) => connackCode({ username: 'd1', password: `wrong-${i}` })));
+    const elapsed = performance.now() - t0;
+    clearInterval(timer);
+    expect(codes.every((c) => c === 5)).toBe(true);
+    expect(gw.broker.stats.authVerifications).toBeGreaterThanOrEqual(16);
+    expect(ticks).toBeGreaterThan((elapsed / 10) * 0.2);
   });
 
-  it('removing a device from the registry locks it out without a restart', async () => {
+  it('removing a device from the registry locks it out without a restart, open connections included', async () => {
     const extra = await addEntry(registry, 'temp-dev');
     await startGateway();
     const c = await mqtt.connectAsync(gw.mqttUrl, { username: 'temp-dev', password: extra, reconnectPeriod: 0 });
-    await c.endAsync(true);
+    clients.push(c);
+    const closed = new Promise<void>((r) => c.once('close', () => r()));
     expect(await removeEntry(registry, 'temp-dev')).toBe(true);
     await until('refused after removal', async () => (await connackCode({ username: 'temp-dev', password: extra })) === 5, 10_000, 200);
+    await closed;
+    expect(gw.broker.stats.refused.revoked).toBe(1);
   });
 });
 

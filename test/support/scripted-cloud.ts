@@ -15,6 +15,7 @@ export class ScriptedCloud {
   records = new Map<number, Batch['recs'][number]>();
   aggs: Batch['aggs'] = [];
   hw = 0;
+  aggHw = 0;
   requests = 0;
   script: Script = () => undefined;
   private server: Server;
@@ -49,12 +50,17 @@ export class ScriptedCloud {
     } catch (err) {
       return { status: 400, body: { error: (err as Error).message, code: (err as any).code } };
     }
+    if (batch.inc.endsWith('.agg')) {
+      // The aggregate lane: its own sequence space, always accepted.
+      this.aggHw = Math.max(this.aggHw, batch.last);
+      for (const a of batch.aggs) this.aggs.push(a);
+      return { status: 200, body: { acked: this.aggHw } };
+    }
     const scripted = this.script(batch, this.requests);
     if (scripted) return scripted;
     if (batch.first > this.hw + 1) return { status: 409, body: { error: 'gap', code: 'SLUICE_GAP', expected: this.hw + 1 } };
     this.batches.push(batch);
     for (const r of batch.recs) if (r.seq > this.hw) this.records.set(r.seq, r);
-    for (const a of batch.aggs) if (a.seq > this.hw) this.aggs.push(a);
     this.hw = Math.max(this.hw, batch.last);
     return { status: 200, body: { acked: this.hw } };
   }
