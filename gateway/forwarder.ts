@@ -169,16 +169,18 @@ export class Forwarder {
   /** Sleep that only stop() interrupts (backoff must not be cut short by new data). */
   private backoffSleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      if (this.stopping.signal.aborted) {
+      const signal = this.stopping.signal;
+      if (signal.aborted) return resolve();
+      const onAbort = () => {
         clearTimeout(t);
         resolve();
-        return;
-      }
-      this.stopping.signal.addEventListener('abort', () => {
-        clearTimeout(t);
+      };
+      // The listener is removed when the timer fires: a long outage must not pile them up.
+      const t = setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
         resolve();
-      }, { once: true });
+      }, ms);
+      signal.addEventListener('abort', onAbort, { once: true });
     });
   }
 
