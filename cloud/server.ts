@@ -244,7 +244,7 @@ export class CloudServer {
     try {
       const url = new URL(req.url ?? '/', 'http://localhost');
       const route = `${req.method} ${url.pathname}`;
-      if (req.method !== 'POST' && url.pathname.startsWith('/api/v1/') && !(await this.preverifyReader(req, res))) return;
+      if (route !== 'POST /api/v1/batches' && url.pathname.startsWith('/api/v1/') && !(await this.preverifyReader(req, res))) return;
       switch (route) {
         case 'POST /api/v1/batches':
           return await this.onBatch(req, res);
