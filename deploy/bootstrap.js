@@ -98,7 +98,18 @@ function exec(cmd, args) {
   child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
 }
 
+function typecheck() {
+  log('type-checking (tsc --noEmit)…');
+  const status = run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit', '-p', root]);
+  if (status !== 0) {
+    log('type errors: see above');
+    process.stdout.write('\ntests: 0 passed, 1 failed\n');
+    process.exit(1);
+  }
+}
+
 function runTests(args) {
+  if (args.length === 0) typecheck();
   const report = join(root, 'test-artifacts', 'vitest-report.json');
   const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs');
   const child = spawn(process.execPath, [vitest, 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...args], {

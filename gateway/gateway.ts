@@ -119,7 +119,7 @@ export class Gateway {
       this.logger.level = next.logLevel;
       applied.push('logLevel');
     }
-    const needRestart = (['id', 'dataDir', 'mqtt', 'http', 'cloud', 'allowAnonymous', 'log', 'forwarder', 'clock'] as const).filter(
+    const needRestart = (['id', 'dataDir', 'mqtt', 'http', 'cloud', 'allowAnonymous', 'log', 'forwarder', 'clock', 'broker', 'payloadLimits', 'windows'] as const).filter(
       (k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]),
     );
     if (needRestart.length > 0) this.logger.warn({ keys: needRestart }, 'configuration changed in keys that need a restart; not applied');

@@ -42,7 +42,7 @@ export interface IngestOptions {
    * Stamps readings that carry no `ts` and remembers those stamped before the clock was
    * synchronised (gateway/clock.ts); takes precedence over `now`.
    */
-  clock?: { stamp(): ClockStamp; track(seq: number, stamp: ClockStamp): void };
+  clock?: { stamp(): ClockStamp; track(seq: number, stamp: ClockStamp): void; isSynced(): boolean };
   /** Called for every accepted reading after it is committed (windows, local taps). */
   onReading?: (rec: RawRecord) => void;
   /** Rate-limited warning sink. */
@@ -92,8 +92,8 @@ export class Ingest {
     const stamp = decoded.ts === undefined ? this.opts.clock?.stamp() : undefined;
     const rec: Omit<RawRecord, 'seq'> = { dev: parsed.deviceId, ts: decoded.ts ?? stamp?.ts ?? this.now(), vals: decoded.values };
     if (decoded.ts === undefined) rec.fl = stamp?.unsynced ? FLAG_GATEWAY_TS | FLAG_CLOCK_UNSYNCED : FLAG_GATEWAY_TS;
-    else {
-      // Clock sanity: a device clock far ahead of the gateway's, or absurdly old, is flagged and
+    else if (!this.opts.clock || this.opts.clock.isSynced()) {
+      // Clock sanity (only judged once our own clock can be trusted): a device clock far ahead of the gateway's, or absurdly old, is flagged and
       // counted (kept in the raw stream; windows ignore it so it cannot push watermarks around).
       const now = this.now();
       if (decoded.ts > now + this.futureMs) {

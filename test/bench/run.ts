@@ -330,7 +330,7 @@ async function benchCloudIngest(): Promise<void> {
   for (let i = 0; i < n; i += 5000) bodies.push(encodeBatch({ gw: 'gwc', inc: 'bench', first: i + 1, last: Math.min(n, i + 5000), recs: makeRecs(i, Math.min(n, i + 5000)), aggs: [] }));
   const t = Date.now();
   for (const body of bodies) {
-    const res = await fetch(`http://127.0.0.1:${cloudPort}/api/v1/batches`, { method: 'POST', headers: { 'content-type': 'application/cbor', authorization: 'Bearer tc' }, body });
+    const res = await fetch(`http://127.0.0.1:${cloudPort}/api/v1/batches`, { method: 'POST', headers: { 'content-type': 'application/cbor', authorization: 'Bearer tc' }, body: body as any });
     if (res.status !== 200) throw new Error(`cloud refused a batch: ${res.status} ${await res.text()}`);
   }
   const sluice = n / ((Date.now() - t) / 1000);
