@@ -87,13 +87,3 @@ describe('TokenAuth', () => {
     expect(() => new TokenAuth({ a: 'x', b: 'x' })).toThrow(expect.objectContaining({ code: 'SLUICE_BAD_CONFIG' }));
   });
 });
-
-describe('cloud.sample.yaml', () => {
-  it('is a valid configuration', async () => {
-    const { readFile } = await import('node:fs/promises');
-    const text = await readFile(new URL('../../cloud/cloud.sample.yaml', import.meta.url), 'utf8');
-    const c = resolveCloudConfig({}, parseCloudFile(text, 'cloud.sample.yaml'), {});
-    expect(c.influx).toEqual({ api: 1, url: 'http://127.0.0.1:8086', db: 'sluice' });
-    expect(Object.keys(c.gatewayTokens)).toEqual(['site-a']);
-  });
-});
