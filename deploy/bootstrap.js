@@ -56,7 +56,13 @@ function ensureNpmPackages() {
   const fresh = existsSync(marker) && (!existsSync(lock) || statSync(marker).mtimeMs >= statSync(lock).mtimeMs);
   if (fresh && existsSync(join(root, 'node_modules', '.bin', 'tsx'))) return;
   log('installing npm packages (npm ci)…');
-  const status = run('npm', existsSync(lock) ? ['ci', '--no-audit', '--no-fund'] : ['install', '--no-audit', '--no-fund']);
+  let status = run('npm', existsSync(lock) ? ['ci', '--no-audit', '--no-fund'] : ['install', '--no-audit', '--no-fund']);
+  if (status !== 0 && existsSync(lock)) {
+    // Some npm 11 releases write lock files without other platforms' optional packages and then
+    // refuse them in `npm ci`; `npm install` still honours every version the lock file pins.
+    log('npm ci refused the lock file; installing with npm install instead…');
+    status = run('npm', ['install', '--no-audit', '--no-fund']);
+  }
   if (status !== 0) {
     log('npm install failed: see the messages above.');
     process.exit(status);
