@@ -1,13 +1,21 @@
 /**
  * The `sluice` command. Each subcommand lives beside the code it drives and registers itself here.
+ * Only the module of the subcommand being run is loaded (a gateway on a Pi does not carry the cloud's
+ * InfluxDB client, alert engine and dashboard in memory); `sluice --help` loads them all.
  */
 import { Command } from 'commander';
-import { register as registerGateway } from '../gateway/cli.js';
-import { register as registerCloud } from '../cloud/cli.js';
-import { register as registerQuery } from '../cloud/query-cli.js';
-import { register as registerAlerts } from '../cloud/alerts-cli.js';
-import { register as registerSim } from '../devices-sim/cli.js';
-import { register as registerDemo } from '../deploy/demo.js';
+
+type Register = (program: Command) => void;
+const modules: Record<string, () => Promise<{ register: Register }>> = {
+  gateway: () => import('../gateway/cli.js'),
+  cloud: () => import('../cloud/cli.js'),
+  sim: () => import('../devices-sim/cli.js'),
+  query: () => import('../cloud/query-cli.js'),
+  alerts: () => import('../cloud/alerts-cli.js'),
+  demo: () => import('../deploy/demo.js'),
+};
+/** Subcommands registered by another command's module. */
+const alias: Record<string, string> = { device: 'gateway' };
 
 const program = new Command();
 program
@@ -16,11 +24,9 @@ program
   .showHelpAfterError()
   .version('0.1.0');
 
-registerGateway(program);
-registerCloud(program);
-registerSim(program);
-registerQuery(program);
-registerAlerts(program);
-registerDemo(program);
+const wanted = process.argv[2];
+const key = wanted === undefined ? undefined : (alias[wanted] ?? wanted);
+const load = key !== undefined && key in modules ? [key] : Object.keys(modules);
+for (const name of load) (await modules[name]()).register(program);
 
 await program.parseAsync(process.argv);

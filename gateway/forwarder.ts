@@ -38,7 +38,7 @@ export interface ForwarderConfig {
   breakerThreshold: number;
   /** While open, one probe per this many ms. */
   breakerCooldownMs: number;
-  /** When the backlog is small, wait up to this long to fill a batch (ms). */
+  /** When the backlog is small, wait this long for a batch to fill (ms): latency against requests per second. */
   lingerMs: number;
   /** fetch to use instead of the global one, e.g. one that trusts a private CA (tls-fetch.ts). */
   fetchImpl?: typeof fetch;
@@ -52,7 +52,7 @@ export const DEFAULT_FORWARDER_CONFIG: Omit<ForwarderConfig, 'cloudUrl' | 'token
   maxBackoffMs: 30_000,
   breakerThreshold: 5,
   breakerCooldownMs: 30_000,
-  lingerMs: 20,
+  lingerMs: 50,
 };
 
 export interface ForwarderStats {
@@ -192,8 +192,9 @@ export class Forwarder {
           await this.sleep(60_000);
           continue;
         }
-        // Small backlog: linger briefly so a batch carries more than one reading.
-        if (this.log.lastSeq - sentUpTo < this.batchLimit && this.config.lingerMs > 0) await this.sleep(this.config.lingerMs);
+        // Small backlog: linger so a batch carries more than one reading. New commits do not cut
+        // this short (only stop() does): at a steady trickle that bounds the requests per second.
+        if (this.log.lastSeq - sentUpTo < this.batchLimit && this.config.lingerMs > 0) await this.backoffSleep(this.config.lingerMs);
         if (!this.running) break;
         const { records, upTo } = await this.log.read(sentUpTo, this.batchLimit, this.config.maxBatchBytes);
         if (upTo <= sentUpTo) continue;

@@ -51,6 +51,8 @@ export interface LogConfig {
   syncIntervalMs: number;
   /** Most records in one group commit. */
   maxGroup: number;
+  /** How long the first append of an idle log waits for company before its group commits (ms). */
+  commitLingerMs: number;
   /** Most bytes of unacknowledged records the log may hold. */
   quotaBytes: number;
   /** Free space always left on the filesystem, in bytes. */
@@ -78,6 +80,7 @@ export const DEFAULT_LOG_CONFIG: Omit<LogConfig, 'dir'> = {
   sync: 'always',
   syncIntervalMs: 1000,
   maxGroup: 2000,
+  commitLingerMs: 2,
   quotaBytes: 1024 * 1024 * 1024,
   reserveBytes: 64 * 1024 * 1024,
   whenFull: 'block',
@@ -292,11 +295,14 @@ export class DurableLog {
   private scheduleFlush(): void {
     if (this.flushScheduled || this.committing) return;
     this.flushScheduled = true;
-    // setImmediate gathers every append made in this turn of the event loop into one group.
-    setImmediate(() => {
+    const go = () => {
       this.flushScheduled = false;
       void this.flush();
-    });
+    };
+    // setImmediate gathers every append made in this turn of the event loop into one group; a short
+    // linger gathers publishes that trickle in one by one (fewer fsyncs, less SD-card wear).
+    if (this.config.commitLingerMs > 0) setTimeout(go, this.config.commitLingerMs);
+    else setImmediate(go);
   }
 
   private async flush(): Promise<void> {
