@@ -78,7 +78,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     );
     started.push({ name: 'cloud', stop: () => cloud.stop() });
     const cloudUrl = cloud.match[1];
-    say(`  cloud        ${cloudUrl}  (pid ${cloud.child.pid})`);
+    say(`  cloud        ${cloudUrl}  dashboard ${cloudUrl}/  (pid ${cloud.child.pid})`);
 
     const gateway: SluiceProcess = await startSluice(
       ['gateway', '--id', GATEWAY, '--mqtt', '127.0.0.1:0', '--http', '127.0.0.1:0', '--data', join(work, 'gateway'), '--cloud', cloudUrl, '--cloud-token', token, '--allow-anonymous'],
@@ -136,6 +136,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     say(`stored    ${stored} points in InfluxDB measurement "telemetry" (database "${DB}")`);
     say(stored === result.acked ? 'every acknowledged reading arrived exactly once.' : `MISMATCH: ${result.acked - stored} acknowledged readings not (yet) stored`);
     say('');
+    if (opts.keep) say(`Dashboard: ${cloudUrl}/`);
     say('Query a series:');
     say(`  node bin/sluice.js ${queryCmd.slice('sluice '.length)}`);
     say(`  curl '${cloudUrl}/api/v1/series?device=sim-0001&metric=temperature&from=-10m&every=10s&fn=mean'`);
