@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { countPoints, freePort, influxQuery, startInfluxd, type InfluxdHandle } from '../../deploy/influxd.js';
 import { CLOUD_READY, GATEWAY_READY, ROOT, SLUICE_BIN, startSluice, type SluiceProcess } from '../../deploy/processes.js';
 import { encodeBatch, type RawRecord } from '../../protocols/batch.js';
+import { codecBench } from './codecs.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -220,7 +221,9 @@ async function benchIngest(qos: 0 | 1): Promise<void> {
       const before = (await gwStatus(s)).ingest.committed;
       const t = Date.now();
       await runSimProcess(s.mqttUrl, 0, P.ingestSeconds);
-      await waitFor('QoS 0 commits to settle', async () => (await gwStatus(s)).broker.pendingCommits === 0, 10_000);
+      await waitFor('QoS 0 commits to settle', async () => (await gwStatus(s)).broker.pendingCommits === 0, 30_000).catch(async () =>
+        progress(`  warning: ${(await gwStatus(s)).broker.pendingCommits} QoS 0 commits still pending after 30 s`),
+      );
       const st = await gwStatus(s);
       r[variant] = (st.ingest.committed - before) / ((Date.now() - t) / 1000);
       r[`${variant}_shed`] = st.ingest.dropped.shed_qos0 ?? 0;
@@ -405,6 +408,22 @@ async function benchResources(): Promise<void> {
   progress(`  backlog ${backlog}: peak RSS ${peak.toFixed(1)} MB, ${results.disk_bytes_per_reading} disk bytes/reading`);
 }
 
+async function benchMicro(): Promise<void> {
+  progress('micro: payload and batch codecs (in-process), window engine (gateway/windows-bench.ts)');
+  results.codecs = codecBench();
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'gateway', 'windows-bench.ts'), quick ? '200000' : '1000000', '200'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  await new Promise((r) => child.on('exit', r));
+  const line = out.trim().split('\n').find((l) => l.startsWith('{'));
+  const w = line ? JSON.parse(line).results : {};
+  results.windows_us_per_reading = {
+    tumbling_1m: round(w['1m tumbling']?.usPerReading ?? NaN, 3),
+    tumbling_1m_hopping_5m_1m: round(w['1m tumbling + 5m/1m hopping']?.usPerReading ?? NaN, 3),
+  };
+  progress(`  codecs ${JSON.stringify(results.codecs)}; windows ${JSON.stringify(results.windows_us_per_reading)}`);
+}
+
 function round(x: number, digits = 1): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
@@ -429,6 +448,14 @@ function markdown(): string {
   add('disk_bytes_per_reading', r.disk_bytes_per_reading, '≤ 64');
   add('cpu_us_per_reading', r.cpu_us_per_reading, '≤ 50');
   add('disk write bytes/reading (nominal, /proc io)', r.disk_write_bytes_per_reading_nominal, '');
+  add('window engine µs/reading: 1m / 1m + 5m/1m', r.windows_us_per_reading && `${r.windows_us_per_reading.tumbling_1m} / ${r.windows_us_per_reading.tumbling_1m_hopping_5m_1m}`, '');
+  if (r.codecs) {
+    const c = r.codecs;
+    add('payload JSON / CBOR bytes', `${c.payload_json_bytes} / ${c.payload_cbor_bytes}`, '');
+    add('payload decode+validate µs JSON / CBOR', `${c.payload_json_decode_us} / ${c.payload_cbor_decode_us}`, '');
+    add('payload encode µs JSON / CBOR', `${c.payload_json_encode_us} / ${c.payload_cbor_encode_us}`, '');
+    add('batch bytes/record; encode / decode µs per record', `${c.batch_bytes_per_record}; ${c.batch_encode_us_per_record} / ${c.batch_decode_us_per_record}`, '');
+  }
   return ['| figure | value | target |', '|---|---|---|', ...rows.map((x) => `| ${x.join(' | ')} |`)].join('\n');
 }
 
@@ -442,6 +469,7 @@ async function main(): Promise<void> {
   cleanups.push(() => influx.stop(), () => rm(work, { recursive: true, force: true }));
   progress(`${quick ? 'quick' : 'full'} run; influxd at ${influx.url}; work dir ${work}`);
   try {
+    if (want('micro')) await benchMicro();
     if (want('ingest_qos1')) await benchIngest(1);
     if (want('ingest_qos0')) await benchIngest(0);
     if (want('e2e_latency')) await benchLatency();
