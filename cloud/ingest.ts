@@ -20,6 +20,7 @@ import type { PointSink } from './influx-common.js';
 import { planBatch, type HwmStore, type SublevelOp } from './hwm-store.js';
 import { toLine } from './line-protocol.js';
 import type { CloudMetrics } from './metrics.js';
+import type { BatchSequencer } from './sequencer.js';
 import { aggToPoint, rawToLine, RAW_MEASUREMENT } from './points.js';
 
 export interface IngestDeps {
@@ -29,6 +30,8 @@ export interface IngestDeps {
   logger: Logger;
   /** The alert tier; sees each new record once, its state is stored with the mark. */
   alerts?: { afterWrite(recs: RawRecord[], aggs: AggRecord[], persist: (ops: SublevelOp[]) => Promise<void>): Promise<void> };
+  /** Re-orders pipelined batches of one gateway (cloud/sequencer.ts). */
+  sequencer?: BatchSequencer;
   /** Called after the mark is stored, with the records that were new (live events). Must not throw. */
   onCommitted?: (gw: string, recs: RawRecord[], aggs: AggRecord[]) => void;
 }
@@ -37,18 +40,27 @@ export type IngestResult =
   | { status: 200; body: BatchAck; written: number; replayed: number }
   | { status: 409; body: BatchGap };
 
-export function ingestBatch(batch: Batch, deps: IngestDeps): Promise<IngestResult> {
-  return deps.store.serialize(batch.gw, () => apply(batch, deps));
+/**
+ * `ackedHint`: what the gateway says the cloud has acknowledged so far (header `x-sluice-acked`). It
+ * places the mark of an incarnation this replica has never seen; without it the first batch's start
+ * is taken, which is only safe when batches arrive in order.
+ */
+export async function ingestBatch(batch: Batch, deps: IngestDeps, ackedHint?: number): Promise<IngestResult> {
+  const key = `${batch.gw}\u0000${batch.inc}`;
+  if (deps.sequencer) await deps.sequencer.admit(key, batch.first, async () => (await deps.store.lookup(batch.gw, batch.inc)) ?? ackedHint);
+  const result = await deps.store.serialize(batch.gw, () => apply(batch, deps, ackedHint));
+  if (result.status === 200) deps.sequencer?.applied(key, result.body.acked);
+  return result;
 }
 
-async function apply(batch: Batch, deps: IngestDeps): Promise<IngestResult> {
+async function apply(batch: Batch, deps: IngestDeps, ackedHint?: number): Promise<IngestResult> {
   const { store, sink, metrics } = deps;
   // First contact of this replica with a gateway incarnation (new gateway, a wiped or replaced cloud
   // data directory, a failover to another replica): adopt the gateway's position. The gateway only
   // ever starts a batch right after what some cloud acknowledged, so nothing is skipped; insisting on
   // sequence 1 instead would wedge a gateway whose older records are long deleted.
   const stored = await store.lookup(batch.gw, batch.inc);
-  const hw = stored ?? batch.first - 1;
+  const hw = stored ?? (ackedHint !== undefined && ackedHint < batch.first ? ackedHint : batch.first - 1);
   if (stored === undefined && batch.first > 1) {
     deps.logger.info({ gateway: batch.gw, incarnation: batch.inc, first: batch.first }, 'first batch of this gateway incarnation here: starting its mark at the batch');
   }

@@ -43,6 +43,7 @@ import type { InfluxConfig, PointSink } from './influx-common.js';
 import { createInfluxSink } from './influx-writer.js';
 import { InfluxQlClient } from './influxql.js';
 import { ingestBatch } from './ingest.js';
+import { BatchSequencer } from './sequencer.js';
 import { CloudMetrics, type BatchResult } from './metrics.js';
 import { devicesFromSeries, devicesInfluxQL, seriesInfluxQL, seriesPoints } from './series-query.js';
 import { devicesLatestInfluxQL, multiSeriesFromSeries, multiSeriesInfluxQL, parseSeriesRequest, withLatestValues } from './series-multi.js';
@@ -120,6 +121,8 @@ export class CloudServer {
   readonly events = new EventHub({ metrics: this.metrics });
   private readonly inflight = new Set<Promise<void>>();
   private unverified = 0;
+  /** Re-orders a gateway's pipelined batches (cloud/sequencer.ts). */
+  private readonly sequencer = new BatchSequencer();
   /** Requests whose hashed read token was verified (preverifyReader). */
   private readonly verifiedReaders = new WeakSet<IncomingMessage>();
 
@@ -350,14 +353,16 @@ export class CloudServer {
     }
     let result;
     try {
+      const hint = Number(req.headers['x-sluice-acked']);
       result = await ingestBatch(batch, {
+        sequencer: this.sequencer,
         store: this.store!,
         sink: this.sink!,
         metrics: this.metrics,
         logger: this.log,
         alerts: this.alertService,
         onCommitted: (g, recs) => this.events.telemetry(g, recs),
-      });
+      }, Number.isSafeInteger(hint) && hint >= 0 ? hint : undefined);
     } catch (err) {
       if (isSluiceError(err, 'SLUICE_INFLUX_WRITE') && !err.retryable) return this.reject(req, res, 'rejected', 400, err, {}, gw);
       const retryAfter = (isSluiceError(err) && (err.detail?.retryAfterSeconds as number | undefined)) || (this.cfg.retryAfterSeconds ?? 2);

@@ -40,6 +40,8 @@ export interface ForwarderConfig {
   breakerCooldownMs: number;
   /** When the backlog is small, wait this long for a batch to fill (ms): latency against requests per second. */
   lingerMs: number;
+  /** Batches in flight at once while catching up on a backlog (1 = strictly one at a time). */
+  maxInFlight: number;
   /** fetch to use instead of the global one, e.g. one that trusts a private CA (tls-fetch.ts). */
   fetchImpl?: typeof fetch;
 }
@@ -53,6 +55,7 @@ export const DEFAULT_FORWARDER_CONFIG: Omit<ForwarderConfig, 'cloudUrl' | 'token
   breakerThreshold: 5,
   breakerCooldownMs: 30_000,
   lingerMs: 50,
+  maxInFlight: 3,
 };
 
 export interface ForwarderStats {
@@ -196,6 +199,11 @@ export class Forwarder {
         // this short (only stop() does): at a steady trickle that bounds the requests per second.
         if (this.log.lastSeq - sentUpTo < this.batchLimit && this.config.lingerMs > 0) await this.backoffSleep(this.config.lingerMs);
         if (!this.running) break;
+        // A backlog of more than one batch and a healthy cloud: several batches in flight.
+        if (this.config.maxInFlight > 1 && this.log.lastSeq - sentUpTo > this.batchLimit && this.stats.consecutiveFailures === 0) {
+          sentUpTo = await this.pipeline(sentUpTo);
+          continue;
+        }
         const { records, upTo } = await this.log.read(sentUpTo, this.batchLimit, this.config.maxBatchBytes);
         if (upTo <= sentUpTo) continue;
         const next = await this.deliver(sentUpTo + 1, upTo, records);
@@ -207,6 +215,52 @@ export class Forwarder {
         await this.backoffSleep(this.config.minBackoffMs);
       }
     }
+  }
+
+  /**
+   * Catch-up mode: up to `maxInFlight` batches on the wire, acknowledged strictly in order (the
+   * cloud's sequencer applies them in order even if they arrive out of order). Reading and encoding
+   * batch N+1 overlaps with the cloud writing batch N to InfluxDB. Any answer other than a plain ack
+   * of the head batch ends the pipeline: the other batches are left to finish and forgotten (what
+   * they wrote is idempotent), and the sequential path takes over from the head batch, with all its
+   * handling of 409/413/400/retries. Returns the new acked position.
+   */
+  private async pipeline(sentUpTo: number): Promise<number> {
+    const flights: Array<{ first: number; last: number; records: LogRecord[]; outcome: Promise<SendOutcome> }> = [];
+    let readUpTo = sentUpTo;
+    for (;;) {
+      while (this.running && flights.length < this.config.maxInFlight && this.log.lastSeq - readUpTo >= this.batchLimit) {
+        const { records, upTo } = await this.log.read(readUpTo, this.batchLimit, this.config.maxBatchBytes);
+        if (upTo <= readUpTo) break;
+        flights.push({ first: readUpTo + 1, last: upTo, records, outcome: this.send(readUpTo + 1, upTo, records) });
+        readUpTo = upTo;
+      }
+      const head = flights.shift();
+      if (!head) return sentUpTo;
+      const outcome = await head.outcome;
+      if (outcome.kind === 'ack' && outcome.acked >= head.last) {
+        await this.acked(head.records, head.last);
+        sentUpTo = head.last;
+        if (!this.running) {
+          await Promise.allSettled(flights.map((f) => f.outcome));
+          this.log.rewind(sentUpTo);
+          return sentUpTo;
+        }
+        continue;
+      }
+      await Promise.allSettled(flights.map((f) => f.outcome));
+      this.log.rewind(sentUpTo);
+      return this.deliver(head.first, head.last, head.records);
+    }
+  }
+
+  private async acked(records: LogRecord[], last: number): Promise<void> {
+    this.succeeded();
+    this.stats.batchesAcked++;
+    this.stats.recordsForwarded += records.length;
+    this.stats.lastAckAt = Date.now();
+    await this.log.ack(last);
+    if (this.batchLimit < this.config.maxBatchRecords) this.batchLimit = Math.min(this.config.maxBatchRecords, this.batchLimit * 2);
   }
 
   /**
@@ -359,7 +413,13 @@ export class Forwarder {
     try {
       res = await (this.config.fetchImpl ?? fetch)(new URL('/api/v1/batches', this.config.cloudUrl), {
         method: 'POST',
-        headers: { 'content-type': 'application/cbor', authorization: `Bearer ${this.config.token}`, accept: 'application/json' },
+        headers: {
+          'content-type': 'application/cbor',
+          authorization: `Bearer ${this.config.token}`,
+          accept: 'application/json',
+          // What the cloud acknowledged so far: lets a replica that never saw this log place it.
+          'x-sluice-acked': String(this.log.ackedSeq),
+        },
         body: body as any,
         signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.config.requestTimeoutMs)]),
       });

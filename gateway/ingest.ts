@@ -16,6 +16,7 @@ import { decodePayload, DEFAULT_PAYLOAD_LIMITS, type PayloadLimits } from '../pr
 import { parseTelemetryTopic } from '../protocols/topic.js';
 import type { ClockStamp } from './clock.js';
 import type { DurableLog } from './log.js';
+import type { LogEntry } from './log-codec.js';
 
 export interface IngestStats {
   received: number;
@@ -26,9 +27,12 @@ export interface IngestStats {
   flagged: Record<string, number>;
 }
 
-export type IngestResult =
-  | { ok: true; seq: number; committed: Promise<void> }
-  | { ok: false; reason: string; code: string; message: string };
+export type IngestRejected = { ok: false; reason: string; code: string; message: string };
+export type IngestResult = { ok: true; seq: number; committed: Promise<void> } | IngestRejected;
+/** What submit() returns: accepted (its `done` will be called) or refused. */
+export type IngestSubmit = { ok: true; seq: number } | IngestRejected;
+
+const DUPLICATE: IngestSubmit = Object.freeze({ ok: true, seq: 0 });
 
 export interface IngestOptions {
   limits?: PayloadLimits;
@@ -69,6 +73,20 @@ export class Ingest {
    * Otherwise the reading is appended; `committed` resolves when it is durable.
    */
   accept(topic: string, payload: Uint8Array, clientId: string, contentType?: string): IngestResult | null {
+    let done!: (err: Error | null) => void;
+    const committed = new Promise<void>((resolve, reject) => {
+      done = (err) => (err ? reject(err) : resolve());
+    });
+    const r = this.submit(topic, payload, clientId, contentType, done);
+    if (r === null || !r.ok) return r;
+    return { ok: true, seq: r.seq, committed };
+  }
+
+  /**
+   * accept() for the broker's hot path: no promise per reading. When the result is `{ ok: true }`,
+   * `done` is called exactly once, after the commit (null) or with the commit error; otherwise never.
+   */
+  submit(topic: string, payload: Uint8Array, clientId: string, contentType: string | undefined, done: (err: Error | null) => void): IngestSubmit | null {
     let parsed;
     try {
       parsed = parseTelemetryTopic(topic);
@@ -87,10 +105,12 @@ export class Ingest {
       // An MQTT QoS 1 retransmission of a reading already committed (its PUBACK was lost, e.g. the
       // connection dropped): acknowledge it again, store it once.
       this.stats.dropped.duplicate = (this.stats.dropped.duplicate ?? 0) + 1;
-      return { ok: true, seq: 0, committed: Promise.resolve() };
+      process.nextTick(done, null);
+      return DUPLICATE;
     }
     const stamp = decoded.ts === undefined ? this.opts.clock?.stamp() : undefined;
-    const rec: Omit<RawRecord, 'seq'> = { dev: parsed.deviceId, ts: decoded.ts ?? stamp?.ts ?? this.now(), vals: decoded.values };
+    // One object from decode to the windows: the log entry, then (with its seq) the committed record.
+    const rec: LogEntry & RawRecord = { kind: 'raw', seq: 0, dev: parsed.deviceId, ts: decoded.ts ?? stamp?.ts ?? this.now(), vals: decoded.values };
     if (decoded.ts === undefined) rec.fl = stamp?.unsynced ? FLAG_GATEWAY_TS | FLAG_CLOCK_UNSYNCED : FLAG_GATEWAY_TS;
     else if (!this.opts.clock || this.opts.clock.isSynced()) {
       // Clock sanity (only judged once our own clock can be trusted): a device clock far ahead of the gateway's, or absurdly old, is flagged and
@@ -106,21 +126,20 @@ export class Ingest {
     }
     if (decoded.tags) rec.tags = decoded.tags;
     if (decoded.seq !== undefined) rec.dseq = decoded.seq;
-    const { seq, committed } = this.log.append({ kind: 'raw', ...rec });
-    if (stamp?.unsynced) this.opts.clock!.track(seq, stamp);
-    const done = committed.then(
-      () => {
-        this.stats.committed++;
-        // Remembered only once durable: a retransmission of a reading whose commit failed is stored.
-        if (rec.dseq !== undefined && !(rec.fl! & FLAG_GATEWAY_TS)) this.recent.remember(rec.dev, rec.dseq, rec.ts);
-        this.opts.onReading?.({ seq, ...rec });
-      },
-      (err) => {
+    const seq = this.log.appendWith(rec, (err) => {
+      if (err) {
         this.stats.errors++;
-        throw err;
-      },
-    );
-    return { ok: true, seq, committed: done };
+        return done(err);
+      }
+      this.stats.committed++;
+      // Remembered only once durable: a retransmission of a reading whose commit failed is stored.
+      if (rec.dseq !== undefined && !(rec.fl! & FLAG_GATEWAY_TS)) this.recent.remember(rec.dev, rec.dseq, rec.ts);
+      this.opts.onReading?.(rec);
+      done(null);
+    });
+    rec.seq = seq;
+    if (stamp?.unsynced) this.opts.clock!.track(seq, stamp);
+    return { ok: true, seq };
   }
 
   /** Count a telemetry publish shed by the backpressure policy. False for non-telemetry topics. */
@@ -135,7 +154,7 @@ export class Ingest {
     return this.log.stats.full;
   }
 
-  private reject(topic: string, payload: Uint8Array, client: string, err: unknown): IngestResult {
+  private reject(topic: string, payload: Uint8Array, client: string, err: unknown): IngestRejected {
     const code = isSluiceError(err) ? err.code : 'SLUICE_BAD_PAYLOAD';
     const message = (err as Error).message;
     const reason = code.replace(/^SLUICE_/, '').toLowerCase();

@@ -26,12 +26,16 @@ export const KEY_BYTES = 9;
 export function recordKey(seq: number, prefix = 0x72 /* r */): Buffer {
   const k = Buffer.allocUnsafe(KEY_BYTES);
   k[0] = prefix;
-  k.writeBigUInt64BE(BigInt(seq), 1);
+  // Two 32-bit halves rather than a BigInt per key: sequences stay below 2^53.
+  k.writeUInt32BE(Math.floor(seq / 0x1_0000_0000), 1);
+  k.writeUInt32BE(seq >>> 0, 5);
   return k;
 }
 
 export function seqOfKey(key: Uint8Array): number {
-  return Number(Buffer.from(key.buffer, key.byteOffset, key.length).readBigUInt64BE(1));
+  const hi = ((key[1] << 24) | (key[2] << 16) | (key[3] << 8) | key[4]) >>> 0;
+  const lo = ((key[5] << 24) | (key[6] << 16) | (key[7] << 8) | key[8]) >>> 0;
+  return hi * 0x1_0000_0000 + lo;
 }
 
 export function encodeEntry(e: LogEntry): Buffer {

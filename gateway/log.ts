@@ -111,12 +111,14 @@ export interface ReadResult {
   quarantined: number[];
 }
 
+/** Called once per appended record: `null` when its group commit is done, else why it failed. */
+export type CommitCallback = (err: Error | null) => void;
+
 interface Pending {
   seq: number;
   key: Buffer;
   value: Buffer;
-  resolve: () => void;
-  reject: (err: Error) => void;
+  done: CommitCallback;
 }
 
 const META = Buffer.from('m:meta');
@@ -125,6 +127,21 @@ const FLOOR = Buffer.from('m:floor');
 /** LevelDB's per-entry overhead is small; count the key and value and a few bytes of framing. */
 const ENTRY_OVERHEAD = 8;
 const cbor = new Encoder({ useRecords: false } as ConstructorParameters<typeof Encoder>[0]);
+const SYNC_WRITE = { sync: true } as any;
+const NO_SYNC_WRITE = { sync: false } as any;
+
+/** Tell every record of a group how its commit went; one throwing callback cannot starve the rest. */
+function settle(group: Pending[], err: Error | null): void {
+  for (let i = 0; i < group.length; i++) {
+    try {
+      group[i].done(err);
+    } catch (e) {
+      process.nextTick(() => {
+        throw e;
+      });
+    }
+  }
+}
 
 export class DurableLog {
   readonly config: LogConfig;
@@ -265,18 +282,29 @@ export class DurableLog {
    * backpressure: the PUBACK is delayed).
    */
   append(entry: LogEntry): { seq: number; committed: Promise<void> } {
+    let done!: CommitCallback;
+    const committed = new Promise<void>((resolve, reject) => {
+      done = (err) => (err ? reject(err) : resolve());
+    });
+    const seq = this.appendWith(entry, done);
+    return { seq, committed };
+  }
+
+  /**
+   * append() without a promise per record (the ingest hot path): `done` is called once, after the
+   * record's group commit, with null or the error. Returns the sequence (0 if the log is closed, in
+   * which case `done` gets SLUICE_LOG_CLOSED on the next tick).
+   */
+  appendWith(entry: LogEntry, done: CommitCallback): number {
     if (!this.opened || this.closing) {
-      return { seq: 0, committed: Promise.reject(new SluiceError('SLUICE_LOG_CLOSED', 'the log is closed', { retryable: true })) };
+      process.nextTick(done, new SluiceError('SLUICE_LOG_CLOSED', 'the log is closed', { retryable: true }));
+      return 0;
     }
     const seq = this.nextSeq++;
-    const key = this.rk(seq);
-    const value = encodeEntry(entry);
+    this.queue.push({ seq, key: this.rk(seq), value: encodeEntry(entry), done });
     this.stats.appended++;
-    const committed = new Promise<void>((resolve, reject) => {
-      this.queue.push({ seq, key, value, resolve, reject });
-    });
     this.scheduleFlush();
-    return { seq, committed };
+    return seq;
   }
 
   /** Bytes of appended-but-uncommitted records plus the backlog: what the quota is checked against. */
@@ -327,19 +355,24 @@ export class DurableLog {
         if (!ok) {
           // Closing while blocked: these records were never committed, so never acknowledged.
           const err = new SluiceError('SLUICE_LOG_CLOSED', 'the log closed while waiting for space', { retryable: true });
-          for (const p of group) p.reject(err);
+          settle(group, err);
           continue;
         }
       }
-      const ops: Array<{ type: 'put'; key: Buffer; value: Buffer }> = group.map((p) => ({ type: 'put', key: p.key, value: p.value }));
       const last = group[group.length - 1].seq;
-      ops.push({ type: 'put', key: this.nextKey, value: Buffer.from(String(last + 1)) });
       try {
-        await this.db.batch(ops, { sync: this.config.sync === 'always' } as any);
+        // A chained batch: abstract-level's array form clones every operation with the options
+        // spread into it (and the binding then reads each property of those wide objects), about
+        // 16 µs of CPU per record against under 2 µs here (tmp bench, 400-record groups). Keys
+        // and values are already buffers, so the buffer encodings pass them through untouched.
+        const batch = this.db.batch();
+        for (let i = 0; i < group.length; i++) batch.put(group[i].key, group[i].value);
+        batch.put(this.nextKey, Buffer.from(String(last + 1)));
+        await batch.write(this.config.sync === 'always' ? SYNC_WRITE : NO_SYNC_WRITE);
       } catch (err) {
         this.stats.commitErrors++;
         const e = new SluiceError('SLUICE_LOG_FULL', `log commit failed: ${(err as Error).message}`, { cause: err, retryable: true });
-        for (const p of group) p.reject(e);
+        settle(group, e);
         continue;
       }
       this.unsyncedWrites = true;
@@ -348,7 +381,7 @@ export class DurableLog {
       this.stats.backlogRecords += group.length;
       this.stats.backlogBytes += bytes;
       this.syncStats();
-      for (const p of group) p.resolve();
+      settle(group, null);
       this.notify();
     }
   }
