@@ -46,41 +46,40 @@ export type IngestResult =
  * is taken, which is only safe when batches arrive in order.
  */
 export async function ingestBatch(batch: Batch, deps: IngestDeps, ackedHint?: number): Promise<IngestResult> {
+  if (!deps.sequencer) return deps.store.serialize(batch.gw, () => apply(batch, deps, ackedHint));
   const key = `${batch.gw}\u0000${batch.inc}`;
-  if (deps.sequencer) await deps.sequencer.admit(key, batch.first, async () => (await deps.store.lookup(batch.gw, batch.inc)) ?? ackedHint);
-  const result = await deps.store.serialize(batch.gw, () => apply(batch, deps, ackedHint));
-  if (result.status === 200) deps.sequencer?.applied(key, result.body.acked);
-  return result;
+  const slot = await deps.sequencer.admit(key, batch.first, batch.last, async () => (await deps.store.lookup(batch.gw, batch.inc)) ?? ackedHint);
+  try {
+    // Write the points now, overlapping with the batch before this one (idempotent: a failure of
+    // either just means the gateway sends them again); commit strictly in order.
+    // A batch let in after waiting in vain for its predecessor is a real gap: it writes nothing.
+    let written: number | undefined;
+    if (slot.inOrder) {
+      const stored = await deps.store.lookup(batch.gw, batch.inc);
+      written = await writePoints(batch, deps, stored ?? (ackedHint ?? batch.first - 1));
+    }
+    await slot.turn;
+    const result = await deps.store.serialize(batch.gw, () => apply(batch, deps, ackedHint, written));
+    return result;
+  } finally {
+    slot.done();
+  }
 }
 
-async function apply(batch: Batch, deps: IngestDeps, ackedHint?: number): Promise<IngestResult> {
-  const { store, sink, metrics } = deps;
-  // First contact of this replica with a gateway incarnation (new gateway, a wiped or replaced cloud
-  // data directory, a failover to another replica): adopt the gateway's position. The gateway only
-  // ever starts a batch right after what some cloud acknowledged, so nothing is skipped; insisting on
-  // sequence 1 instead would wedge a gateway whose older records are long deleted.
-  const stored = await store.lookup(batch.gw, batch.inc);
-  const hw = stored ?? (ackedHint !== undefined && ackedHint < batch.first ? ackedHint : batch.first - 1);
-  if (stored === undefined && batch.first > 1) {
-    deps.logger.info({ gateway: batch.gw, incarnation: batch.inc, first: batch.first }, 'first batch of this gateway incarnation here: starting its mark at the batch');
-  }
-  const plan = planBatch(batch, hw);
-  if (plan.kind === 'gap') {
-    return {
-      status: 409,
-      body: { error: `sequence gap: batch starts at ${batch.first}, the cloud expects ${plan.expected}`, code: 'SLUICE_GAP', expected: plan.expected },
-    };
-  }
-  if (plan.kind === 'replay') {
-    metrics.replayed.inc(plan.replayed);
-    return { status: 200, body: { acked: plan.acked }, written: 0, replayed: plan.replayed };
-  }
+/** Write the records above `hw` to the sink. Returns the number of lines written. */
+async function writePoints(batch: Batch, deps: IngestDeps, hw: number): Promise<number> {
+  const { sink, metrics } = deps;
   const perMeasurement = new Map<string, number>();
   const lines: string[] = [];
-  for (const r of plan.recs) lines.push(rawToLine(batch.gw, r));
-  if (plan.recs.length > 0) perMeasurement.set(RAW_MEASUREMENT, plan.recs.length);
+  let raw = 0;
+  for (const r of batch.recs) {
+    if (r.seq <= hw) continue;
+    lines.push(rawToLine(batch.gw, r));
+    raw++;
+  }
+  if (raw > 0) perMeasurement.set(RAW_MEASUREMENT, raw);
   // By sequence, so a later revision of a window in the same request is the one InfluxDB keeps.
-  for (const a of [...plan.aggs].sort((x, y) => x.seq - y.seq)) {
+  for (const a of batch.aggs.filter((x) => x.seq > hw).sort((x, y) => x.seq - y.seq)) {
     const p = aggToPoint(batch.gw, a);
     lines.push(toLine(p));
     perMeasurement.set(p.measurement, (perMeasurement.get(p.measurement) ?? 0) + 1);
@@ -94,10 +93,42 @@ async function apply(batch: Batch, deps: IngestDeps, ackedHint?: number): Promis
     }
     for (const [m, n] of perMeasurement) metrics.pointsWritten.inc({ measurement: m }, n);
   }
+  return lines.length;
+}
+
+/**
+ * Decide and commit one batch against the stored mark (inside the gateway's serialisation). With
+ * `prewritten` the points were already written by ingestBatch (for every record above a mark no
+ * higher than the one seen here), so only the decision, the alerts and the mark remain.
+ */
+async function apply(batch: Batch, deps: IngestDeps, ackedHint?: number, prewritten?: number): Promise<IngestResult> {
+  const { store, metrics } = deps;
+  // First contact of this replica with a gateway incarnation (new gateway, a wiped or replaced cloud
+  // data directory, a failover to another replica): adopt the gateway's position — what it says the
+  // cloud acknowledged (x-sluice-acked), else the batch's start. The gateway only ever sends what
+  // follows an acknowledged position, so nothing is skipped; insisting on sequence 1 instead would
+  // wedge a gateway whose older records are long deleted.
+  const stored = await store.lookup(batch.gw, batch.inc);
+  const hw = stored ?? (ackedHint !== undefined && ackedHint < batch.first ? ackedHint : batch.first - 1);
+  if (stored === undefined && batch.first > 1) {
+    deps.logger.info({ gateway: batch.gw, incarnation: batch.inc, first: batch.first, hw }, 'first batch of this gateway incarnation here: adopting its position');
+  }
+  const plan = planBatch(batch, hw);
+  if (plan.kind === 'gap') {
+    return {
+      status: 409,
+      body: { error: `sequence gap: batch starts at ${batch.first}, the cloud expects ${plan.expected}`, code: 'SLUICE_GAP', expected: plan.expected },
+    };
+  }
+  if (plan.kind === 'replay') {
+    metrics.replayed.inc(plan.replayed);
+    return { status: 200, body: { acked: plan.acked }, written: 0, replayed: plan.replayed };
+  }
+  const written = prewritten ?? (await writePoints({ ...batch, recs: plan.recs, aggs: plan.aggs }, deps, hw));
   if (plan.replayed > 0) metrics.replayed.inc(plan.replayed);
   const persist = (ops: SublevelOp[]) => store.set(batch.gw, batch.inc, plan.acked, Date.now(), ops);
   if (deps.alerts) await deps.alerts.afterWrite(plan.recs, plan.aggs, persist);
   else await persist([]);
   deps.onCommitted?.(batch.gw, plan.recs, plan.aggs);
-  return { status: 200, body: { acked: plan.acked }, written: lines.length, replayed: plan.replayed };
+  return { status: 200, body: { acked: plan.acked }, written, replayed: plan.replayed };
 }

@@ -361,27 +361,23 @@ export class Broker {
         return callback(null);
       }
     }
-    const result = this.ingest.accept(packet.topic, payload, client?.id ?? '', contentType);
-    if (result === null) return callback(null);
-    if (!result.ok) {
-      if (typeof packet.payload === 'object') this.refused.add(packet.payload);
+    // Counted before submit: a commit can only settle on a later tick, never inside it.
+    this.stats.pendingCommits++;
+    const result = this.ingest.submit(packet.topic, payload, client?.id ?? '', contentType, (err) => this.committed(client, err, callback));
+    if (result === null || !result.ok) {
+      this.stats.pendingCommits--;
+      if (result !== null && typeof packet.payload === 'object') this.refused.add(packet.payload);
       return callback(null);
     }
-    this.stats.pendingCommits++;
     if (client && this.overloaded()) this.pause(client);
-    result.committed.then(
-      () => {
-        this.stats.pendingCommits--;
-        if (this.stats.pendingCommits < this.config.lowWater) this.resumeAll();
-        callback(null);
-      },
-      (err: Error) => {
-        this.stats.pendingCommits--;
-        if (this.stats.pendingCommits < this.config.lowWater) this.resumeAll();
-        this.onLog('error', 'commit failed: disconnecting client without PUBACK', { client: client?.id, err: err.message });
-        callback(err);
-      },
-    );
+  }
+
+  /** A reading's commit settled: release its slot and let aedes PUBACK (or drop the client on error). */
+  private committed(client: Client | null, err: Error | null, callback: (error?: Error | null) => void): void {
+    this.stats.pendingCommits--;
+    if (this.stats.pendingCommits < this.config.lowWater) this.resumeAll();
+    if (err) this.onLog('error', 'commit failed: disconnecting client without PUBACK', { client: client?.id, err: err.message });
+    callback(err);
   }
 
   /** Rate-limit bucket: the authenticated identity, else the device named by the topic, else the client. */

@@ -82,7 +82,7 @@ describe('pipelined forwarding', () => {
         fetch(`${url}/api/v1/batches`, {
           method: 'POST',
           headers: { 'content-type': 'application/cbor', authorization: 'Bearer tp', 'x-sluice-acked': '0' },
-          body: encodeBatch({ gw: 'gwp', inc: 'ooo', first, last, recs: recs(first, last), aggs: [] }),
+          body: encodeBatch({ gw: 'gwp', inc: 'ooo', first, last, recs: recs(first, last), aggs: [] }) as any,
         }).then(async (r) => ({ status: r.status, body: await r.json() }));
       // Third first, then second, then first: all three answered 200, in order.
       const third = post(21, 30);
@@ -102,23 +102,33 @@ describe('pipelined forwarding', () => {
 });
 
 describe('BatchSequencer', () => {
-  it('holds a batch until its predecessor is applied, or until the wait runs out', async () => {
+  it('holds a batch until its predecessor is admitted, and orders the commits', async () => {
     const seq = new BatchSequencer(200);
-    const order: number[] = [];
-    const a = seq.admit('k', 11, async () => 0).then(() => order.push(11));
-    await seq.admit('k', 1, async () => 0);
-    order.push(1);
-    seq.applied('k', 10);
-    await a;
-    expect(order).toEqual([1, 11]);
+    const order: string[] = [];
+    const b = seq.admit('k', 11, 20, async () => 0).then(async (slot) => {
+      order.push('admit 11');
+      await slot.turn;
+      order.push('commit 11');
+      slot.done();
+    });
+    const a = await seq.admit('k', 1, 10, async () => 0);
+    order.push('admit 1');
+    await new Promise((r) => setImmediate(r));
+    a.done();
+    order.push('commit 1');
+    await b;
+    expect(order).toEqual(['admit 1', 'admit 11', 'commit 1', 'commit 11']);
     vi.useFakeTimers();
     try {
       let released = false;
-      const b = seq.admit('k', 50, async () => 0).then(() => (released = true)); // nobody fills 11..49
+      const c = seq.admit('k', 50, 60, async () => 0).then((slot) => {
+        released = true;
+        slot.done();
+      }); // nobody fills 21..49
       await vi.advanceTimersByTimeAsync(199);
       expect(released).toBe(false);
       await vi.advanceTimersByTimeAsync(1);
-      await b;
+      await c;
       expect(released).toBe(true);
     } finally {
       vi.useRealTimers();
