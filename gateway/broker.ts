@@ -67,8 +67,10 @@ export interface BrokerConfig {
 }
 
 export const DEFAULT_BROKER_CONFIG: Omit<BrokerConfig, 'host' | 'port' | 'allowAnonymous'> = {
-  highWater: 20_000,
-  lowWater: 5_000,
+  // Four full group commits (log maxGroup 2,000) queued keep the disk busy; more in flight only
+  // costs memory (each pending commit holds its packet, its reading and aedes' callback).
+  highWater: 8_000,
+  lowWater: 4_000,
   drainTimeoutMs: 10_000,
   maxPacketBytes: DEFAULT_ADMISSION_LIMITS.maxPacketBytes,
   maxConnections: 10_000,
@@ -113,6 +115,8 @@ export class Broker {
   private readonly sockets = new Set<Socket>();
   private readonly identities = new WeakMap<Client, Identity>();
   private readonly emptyClientIds = new WeakSet<Client>();
+  /** Per client, the last topic that passed the limits and the ACL (see authorizePublish). */
+  private readonly admitted = new WeakMap<Client, { topic: string; identity: Identity | undefined; rateKey: string }>();
   private readonly warned = new Map<string, number>();
   private registry?: DeviceRegistry;
   private registryTimer?: NodeJS.Timeout;
@@ -340,11 +344,22 @@ export class Broker {
 
   private authorizePublish(client: Client | null, packet: PublishPacket, callback: (error?: Error | null) => void): void {
     if (packet.topic.startsWith('$SYS/')) return callback(new Error('$SYS/ topics are reserved'));
-    const violation = topicLimitViolation(packet.topic, this.config);
-    if (violation) return this.dropPublish(client, packet, violation, callback);
     const identity = client ? this.identities.get(client) : undefined;
-    if (client && (!identity || !identity.acl.canPublish(packet.topic))) return this.dropPublish(client, packet, 'acl_denied', callback);
-    if (!this.rate.take(this.rateKey(client, identity, packet.topic))) {
+    // A device publishes to the same topic again and again: the topic limits, the ACL verdict and
+    // the rate-limit key are remembered for its last admitted topic (an identity's ACL never
+    // changes under a connection; a revoked identity is disconnected).
+    const last = client ? this.admitted.get(client) : undefined;
+    let rateKey: string;
+    if (last !== undefined && last.topic === packet.topic && last.identity === identity) {
+      rateKey = last.rateKey;
+    } else {
+      const violation = topicLimitViolation(packet.topic, this.config);
+      if (violation) return this.dropPublish(client, packet, violation, callback);
+      if (client && (!identity || !identity.acl.canPublish(packet.topic))) return this.dropPublish(client, packet, 'acl_denied', callback);
+      rateKey = this.rateKey(client, identity, packet.topic);
+      if (client) this.admitted.set(client, { topic: packet.topic, identity, rateKey });
+    }
+    if (!this.rate.take(rateKey)) {
       if (packet.qos === 0) return this.dropPublish(client, packet, 'rate_limited', callback);
       // QoS 1/2: no PUBACK, close the connection [MQTT-3.3.5-2]; the device resends after reconnecting.
       this.count(this.stats.dropped, 'rate_limited');
@@ -355,9 +370,12 @@ export class Broker {
     const contentType = (packet as any).properties?.contentType as string | undefined;
     if (packet.qos === 0 && this.config.shedQos0 && this.overloaded()) {
       // Policy: under pressure QoS 0 telemetry (which the device does not expect to be confirmed)
-      // is shed first, counted, so QoS 1 readings keep their room.
+      // is shed first, counted, so QoS 1 readings keep their room. Its socket is paused as well,
+      // like a QoS 1 publisher's: otherwise a QoS 0 flood keeps the broker busy parsing readings
+      // only to drop them, and the commits that would bring it back under the watermark starve.
       if (this.ingest.shed(packet.topic)) {
         if (typeof packet.payload === 'object') this.refused.add(packet.payload);
+        if (client) this.pause(client);
         return callback(null);
       }
     }

@@ -13,7 +13,7 @@
 import { FLAG_CLOCK_UNSYNCED, FLAG_GATEWAY_TS, type RawRecord, FLAG_FUTURE_TS, FLAG_ANCIENT_TS } from '../protocols/batch.js';
 import { isSluiceError } from '../protocols/errors.js';
 import { decodePayload, DEFAULT_PAYLOAD_LIMITS, type PayloadLimits } from '../protocols/payload.js';
-import { parseTelemetryTopic } from '../protocols/topic.js';
+import { parseTelemetryTopic, type TelemetryTopic } from '../protocols/topic.js';
 import type { ClockStamp } from './clock.js';
 import type { DurableLog } from './log.js';
 import type { LogEntry } from './log-codec.js';
@@ -32,6 +32,7 @@ export type IngestResult = { ok: true; seq: number; committed: Promise<void> } |
 /** What submit() returns: accepted (its `done` will be called) or refused. */
 export type IngestSubmit = { ok: true; seq: number } | IngestRejected;
 
+const TOPIC_CACHE_SIZE = 10_000;
 const DUPLICATE: IngestSubmit = Object.freeze({ ok: true, seq: 0 });
 
 export interface IngestOptions {
@@ -60,6 +61,7 @@ export class Ingest {
   private readonly limits: PayloadLimits;
   private readonly now: () => number;
   private readonly recent = new RecentReadings(64);
+  private readonly topics = new Map<string, TelemetryTopic | null>();
 
   constructor(private readonly log: DurableLog, private readonly opts: IngestOptions = {}) {
     this.limits = opts.limits ?? DEFAULT_PAYLOAD_LIMITS;
@@ -87,11 +89,16 @@ export class Ingest {
    * `done` is called exactly once, after the commit (null) or with the commit error; otherwise never.
    */
   submit(topic: string, payload: Uint8Array, clientId: string, contentType: string | undefined, done: (err: Error | null) => void): IngestSubmit | null {
-    let parsed;
-    try {
-      parsed = parseTelemetryTopic(topic);
-    } catch (err) {
-      return this.reject(topic, payload, clientId, err);
+    let parsed = this.topics.get(topic);
+    if (parsed === undefined) {
+      try {
+        parsed = parseTelemetryTopic(topic);
+      } catch (err) {
+        return this.reject(topic, payload, clientId, err);
+      }
+      // Devices publish on the same few topics: remember the parse (bounded; only valid topics).
+      if (this.topics.size >= TOPIC_CACHE_SIZE) this.topics.clear();
+      this.topics.set(topic, parsed);
     }
     if (parsed === null) return null;
     this.stats.received++;

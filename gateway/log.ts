@@ -435,23 +435,33 @@ export class DurableLog {
     const quarantined: number[] = [];
     let upTo = after;
     let bytes = 0;
-    for await (const [key, value] of this.db.iterator({ gt: this.rk(after), lt: this.rEnd, limit })) {
-      const seq = seqOfKey(key);
-      upTo = seq;
-      const size = key.length + value.length + ENTRY_OVERHEAD;
-      try {
-        records.push(decodeEntry(seq, value));
-      } catch (err) {
-        await this.quarantine(seq, value, (err as Error).message);
-        quarantined.push(seq);
-        continue;
+    // nextv() fetches many entries per call: one promise per chunk, not one per record.
+    const it = this.db.iterator({ gt: this.rk(after), lt: this.rEnd, limit });
+    try {
+      outer: for (;;) {
+        const entries = await it.nextv(Math.min(1000, limit));
+        if (entries.length === 0) break;
+        for (const [key, value] of entries) {
+          const seq = seqOfKey(key);
+          upTo = seq;
+          const size = key.length + value.length + ENTRY_OVERHEAD;
+          try {
+            records.push(decodeEntry(seq, value));
+          } catch (err) {
+            await this.quarantine(seq, value, (err as Error).message);
+            quarantined.push(seq);
+            continue;
+          }
+          if (seq > this.readUpTo) {
+            this.readSizes.push([seq, size]);
+            this.readUpTo = seq;
+          }
+          bytes += size;
+          if (bytes >= maxBytes) break outer;
+        }
       }
-      if (seq > this.readUpTo) {
-        this.readSizes.push([seq, size]);
-        this.readUpTo = seq;
-      }
-      bytes += size;
-      if (bytes >= maxBytes) break;
+    } finally {
+      await it.close();
     }
     return { records, upTo, quarantined };
   }
