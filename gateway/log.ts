@@ -431,6 +431,8 @@ export class DurableLog {
    * Corrupt records are quarantined and skipped.
    */
   async read(after: number, limit: number, maxBytes = 8 * 1024 * 1024): Promise<ReadResult> {
+    // Never below the cursor: acked records may still be on disk (retained, or not yet deleted).
+    if (after < this.cursor) after = this.cursor;
     const records: LogRecord[] = [];
     const quarantined: number[] = [];
     let upTo = after;
@@ -522,12 +524,24 @@ export class DurableLog {
   }
 
   /** Delete acknowledged records, except those above the retain floor (kept for window replay). */
-  private async deleteAcked(): Promise<void> {
+  private deleting: Promise<void> = Promise.resolve();
+
+  /**
+   * Delete acknowledged records in the background, one range at a time: readers never look at or
+   * below the cursor, so the forwarder need not wait for LevelDB's per-key deletes (a crash before
+   * they finish leaves records that open() removes). close() waits for the last one.
+   */
+  private deleteAcked(): Promise<void> {
     const upTo = Math.min(this.cursor, this.retainFloor);
-    if (upTo <= this.deletedUpTo) return;
+    if (upTo <= this.deletedUpTo) return Promise.resolve();
     const from = this.deletedUpTo;
     this.deletedUpTo = upTo;
-    await this.db.clear({ gt: this.rk(from), lte: this.rk(upTo) });
+    this.deleting = this.deleting
+      .then(() => this.db.clear({ gt: this.rk(from), lte: this.rk(upTo) }))
+      .catch(() => {
+        // A failed delete only leaves acked records on disk; open() clears them.
+      });
+    return Promise.resolve();
   }
 
   /**
@@ -669,6 +683,7 @@ export class DurableLog {
     if (this.unsyncedWrites && this.config.sync !== 'never') {
       await this.db.put(SYNC_MARK, Buffer.from(String(Date.now())), { sync: true } as any).catch(() => undefined);
     }
+    await this.deleting;
     this.opened = false;
     if (this.ownsDb) await this.db.close();
   }
