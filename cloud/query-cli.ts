@@ -30,7 +30,9 @@ export function formatSeriesTable(s: SeriesResponse): string {
   const how = s.window !== undefined ? ` (window ${s.window}, ${s.fn ?? 'mean'}${every})` : s.every ? ` (${s.fn}${every})` : '';
   const lines = [`${s.device} ${s.metric}${how}`];
   if (s.points.length === 0) return `${lines[0]}\nno points\n`;
-  const rows = s.points.map((p) => [new Date(p.t).toISOString(), String(p.v)]);
+  // Means of floats carry binary noise (22.902000000000005): 10 significant digits are plenty.
+  const fmt = (v: unknown) => (typeof v === 'number' && !Number.isInteger(v) ? String(Number(v.toPrecision(10))) : String(v));
+  const rows = s.points.map((p) => [new Date(p.t).toISOString(), fmt(p.v)]);
   const w = Math.max(4, ...rows.map((r) => r[0].length));
   lines.push(`${'time'.padEnd(w)}  value`);
   for (const [t, v] of rows) lines.push(`${t.padEnd(w)}  ${v}`);
