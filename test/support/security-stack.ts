@@ -4,29 +4,11 @@
  * --cloud-ca), the cloud may take a token hash and TLS flags, and the full stderr of both processes
  * is kept so a test can assert that no secret was ever logged.
  */
-import { join } from 'node:path';
-import { startInfluxd, type InfluxdHandle } from '../../deploy/influxd.js';
-import { CLOUD_READY, GATEWAY_READY, startSluice, type SluiceProcess } from '../../deploy/processes.js';
-import { hashSecret } from '../../protocols/secret-hash.js';
-import { tempDir } from './tmp.js';
+import type { SluiceProcess } from '../../deploy/processes.js';
+import { startStack, type Stack } from './stack.js';
 
-export interface SecureStack {
-  influx: InfluxdHandle;
-  db: string;
-  cloud: SluiceProcess;
-  cloudUrl: string;
-  gateway: SluiceProcess;
-  gatewayId: string;
-  token: string;
-  mqttUrl: string;
-  mqttsUrl: string;
-  gatewayHttp: string;
-  dir: string;
-  /** Everything the gateway / cloud wrote on stderr (the JSON logs), across restarts. */
-  gatewayLog(): string;
-  cloudLog(): string;
+export interface SecureStack extends Omit<Stack, 'startGateway'> {
   startGateway(extraArgs?: string[]): Promise<SluiceProcess>;
-  stop(): Promise<void>;
 }
 
 export interface SecureStackOptions {
@@ -44,74 +26,18 @@ export interface SecureStackOptions {
   prepare?: (dir: string) => Promise<{ gatewayArgs?: string[]; cloudArgs?: string[] } | void>;
 }
 
+/** startStack() secured: no anonymous access unless asked, the token in the environment, logs kept. */
 export async function startSecureStack(opts: SecureStackOptions = {}): Promise<SecureStack> {
-  const tmp = await tempDir('sluice-sec-e2e-');
-  let gatewayLog = '';
-  let cloudLog = '';
-  try {
-    const prepared = (await opts.prepare?.(tmp.path)) ?? {};
-    const influx = await startInfluxd({ dataDir: join(tmp.path, 'influxdb') });
-    const db = opts.db ?? 'sluice';
-    const gatewayId = opts.gatewayId ?? 'gw-sec';
-    const token = 'tok-' + Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
-    const tokenArg = opts.hashedToken ? ['--gateway-token-hash', `${gatewayId}=${await hashSecret(token)}`] : ['--gateway-token', `${gatewayId}=${token}`];
-    const cloud = await startSluice(
-      ['cloud', '--listen', '127.0.0.1:0', '--data', join(tmp.path, 'cloud'), ...tokenArg, '--influx', influx.url, '--influx-api', '1', '--influx-db', db,
-        ...(opts.cloudArgs ?? []), ...(prepared.cloudArgs ?? [])],
-      CLOUD_READY,
-      { onStderr: (c) => (cloudLog += c) },
-    ).catch(async (err) => {
-      await influx.stop();
-      throw err;
-    });
-    const cloudUrl = cloud.match[1];
-    const stack: SecureStack = {
-      influx,
-      db,
-      cloud,
-      cloudUrl,
-      gateway: undefined as unknown as SluiceProcess,
-      gatewayId,
-      token,
-      mqttUrl: '',
-      mqttsUrl: '',
-      gatewayHttp: '',
-      dir: tmp.path,
-      gatewayLog: () => gatewayLog,
-      cloudLog: () => cloudLog,
-      async startGateway(extra = []) {
-        const proc = await startSluice(
-          ['gateway', '--id', gatewayId, '--mqtt', '127.0.0.1:0', '--http', '127.0.0.1:0', '--data', join(tmp.path, 'gateway'), '--cloud', cloudUrl,
-            '--sync', 'never', ...(opts.anonymous ? ['--allow-anonymous'] : []), ...(opts.gatewayArgs ?? []), ...(prepared.gatewayArgs ?? []), ...extra],
-          GATEWAY_READY,
-          // The token goes through the environment, as a deployment should do it.
-          { env: { SLUICE_CLOUD_TOKEN: token }, onStderr: (c) => (gatewayLog += c) },
-        );
-        stack.gateway = proc;
-        stack.mqttUrl = proc.match[2];
-        stack.gatewayHttp = proc.match[3];
-        stack.mqttsUrl = / mqtts (mqtts:\/\/\S+)/.exec(proc.readyLine)?.[1] ?? '';
-        return proc;
-      },
-      async stop() {
-        await stack.gateway?.stop('SIGTERM').catch(() => undefined);
-        await stack.cloud.stop('SIGTERM').catch(() => undefined);
-        await stack.influx.stop().catch(() => undefined);
-        await tmp.remove();
-      },
-    };
-    try {
-      await stack.startGateway();
-    } catch (err) {
-      await cloud.stop('SIGKILL').catch(() => undefined);
-      await influx.stop().catch(() => undefined);
-      throw err;
-    }
-    return stack;
-  } catch (err) {
-    await tmp.remove();
-    throw err;
-  }
+  const stack = await startStack({
+    ...opts,
+    gatewayId: opts.gatewayId ?? 'gw-sec',
+    gatewayArgs: ['--sync', 'never', ...(opts.gatewayArgs ?? [])],
+    anonymous: opts.anonymous ?? false,
+    tokenInEnv: true,
+    tmpPrefix: 'sluice-sec-e2e-',
+  });
+  const start = stack.startGateway.bind(stack);
+  return Object.assign(stack, { startGateway: (extraArgs: string[] = []) => start({ extraArgs }) });
 }
 
 /** A hand-made MQTT 3.1.1 CONNECT packet (for cases client libraries refuse to produce). */

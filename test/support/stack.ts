@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import { influxQuery, startInfluxd, type InfluxdHandle } from '../../deploy/influxd.js';
 import { CLOUD_READY, GATEWAY_READY, startSluice, type SluiceProcess } from '../../deploy/processes.js';
+import { hashSecret } from '../../protocols/secret-hash.js';
 import { tempDir } from './tmp.js';
 
 export interface Stack {
@@ -16,8 +17,13 @@ export interface Stack {
   gatewayId: string;
   token: string;
   mqttUrl: string;
+  /** The gateway's MQTT-over-TLS address when it was started with --mqtts, else ''. */
+  mqttsUrl: string;
   gatewayHttp: string;
   dir: string;
+  /** Everything the gateway / cloud wrote on stderr (their JSON logs), across restarts. */
+  gatewayLog(): string;
+  cloudLog(): string;
   /** Stop the cloud process (SIGTERM). */
   stopCloud(): Promise<void>;
   /** Start the cloud process again on the same port and data directory. */
@@ -31,65 +37,106 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(opts: { gatewayId?: string; db?: string; gatewayArgs?: string[] } = {}): Promise<Stack> {
-  const tmp = await tempDir('sluice-e2e-');
-  let influx = await startInfluxd({ dataDir: join(tmp.path, 'influxdb') });
-  const influxPort = influx.port;
-  const db = opts.db ?? 'sluice';
-  const gatewayId = opts.gatewayId ?? 'gw-e2e';
-  const token = 'tok-' + Math.random().toString(36).slice(2);
-  const cloudArgs = (listen: string) => [
-    'cloud', '--listen', listen, '--data', join(tmp.path, 'cloud'), '--gateway-token', `${gatewayId}=${token}`,
-    '--influx', influx.url, '--influx-api', '1', '--influx-db', db,
-  ];
-  const cloud = await startSluice(cloudArgs('127.0.0.1:0'), CLOUD_READY);
-  const cloudUrl = cloud.match[1];
-  const stack: Stack = {
-    influx,
-    db,
-    cloud,
-    cloudUrl,
-    gateway: undefined as unknown as SluiceProcess,
-    gatewayId,
-    token,
-    mqttUrl: '',
-    gatewayHttp: '',
-    dir: tmp.path,
-    async stopCloud() {
-      await stack.cloud.stop('SIGTERM');
-    },
-    async startCloud() {
-      stack.cloud = await startSluice(cloudArgs(`127.0.0.1:${new URL(cloudUrl).port}`), CLOUD_READY);
-    },
-    async stopInflux() {
-      await stack.influx.stop();
-    },
-    async startInflux() {
-      influx = await startInfluxd({ dataDir: join(tmp.path, 'influxdb'), port: influxPort });
-      stack.influx = influx;
-    },
-    async startGateway(g = {}) {
-      const proc = await startSluice(
-        [
-          'gateway', '--id', gatewayId, '--mqtt', `127.0.0.1:${g.mqttPort ?? 0}`, '--http', '127.0.0.1:0', '--data', join(tmp.path, 'gateway'),
-          '--cloud', cloudUrl, '--cloud-token', token, '--allow-anonymous', ...(opts.gatewayArgs ?? []), ...(g.extraArgs ?? []),
-        ],
-        GATEWAY_READY,
-      );
-      stack.gateway = proc;
-      stack.mqttUrl = proc.match[2];
-      stack.gatewayHttp = proc.match[3];
-      return proc;
-    },
-    async stop() {
-      await stack.gateway?.stop('SIGTERM').catch(() => undefined);
-      await stack.cloud.stop('SIGTERM').catch(() => undefined);
-      await stack.influx.stop().catch(() => undefined);
-      await tmp.remove();
-    },
-  };
-  await stack.startGateway();
-  return stack;
+export interface StackOptions {
+  gatewayId?: string;
+  db?: string;
+  /** Extra gateway flags (e.g. --windows, --registry FILE, --mqtts …). */
+  gatewayArgs?: string[];
+  /** Extra cloud flags (e.g. --rules FILE, --tls-cert/--tls-key). */
+  cloudArgs?: string[];
+  /** Start the gateway with --allow-anonymous (default true). */
+  anonymous?: boolean;
+  /** Give the cloud only the scrypt hash of the gateway token. */
+  hashedToken?: boolean;
+  /** Pass the gateway's cloud token in SLUICE_CLOUD_TOKEN, as a deployment should, not as a flag. */
+  tokenInEnv?: boolean;
+  /** Called with the temporary directory before anything starts (to write rules, a registry, certificates…). */
+  prepare?: (dir: string) => Promise<{ gatewayArgs?: string[]; cloudArgs?: string[] } | void>;
+  tmpPrefix?: string;
+}
+
+export async function startStack(opts: StackOptions = {}): Promise<Stack> {
+  const tmp = await tempDir(opts.tmpPrefix ?? 'sluice-e2e-');
+  let gatewayLog = '';
+  let cloudLog = '';
+  let influx: InfluxdHandle | undefined;
+  try {
+    const prepared = (await opts.prepare?.(tmp.path)) ?? {};
+    influx = await startInfluxd({ dataDir: join(tmp.path, 'influxdb') });
+    const influxPort = influx.port;
+    const influxUrl = influx.url;
+    const db = opts.db ?? 'sluice';
+    const gatewayId = opts.gatewayId ?? 'gw-e2e';
+    const token = 'tok-' + Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
+    const tokenArg = opts.hashedToken ? ['--gateway-token-hash', `${gatewayId}=${await hashSecret(token)}`] : ['--gateway-token', `${gatewayId}=${token}`];
+    const cloudArgs = (listen: string) => [
+      'cloud', '--listen', listen, '--data', join(tmp.path, 'cloud'), ...tokenArg,
+      '--influx', influxUrl, '--influx-api', '1', '--influx-db', db, ...(opts.cloudArgs ?? []), ...(prepared.cloudArgs ?? []),
+    ];
+    const onCloudStderr = (c: string) => (cloudLog = (cloudLog + c).slice(-2_000_000));
+    const cloud = await startSluice(cloudArgs('127.0.0.1:0'), CLOUD_READY, { onStderr: onCloudStderr });
+    const cloudUrl = cloud.match[1];
+    const stack: Stack = {
+      influx,
+      db,
+      cloud,
+      cloudUrl,
+      gateway: undefined as unknown as SluiceProcess,
+      gatewayId,
+      token,
+      mqttUrl: '',
+      mqttsUrl: '',
+      gatewayHttp: '',
+      dir: tmp.path,
+      gatewayLog: () => gatewayLog,
+      cloudLog: () => cloudLog,
+      async stopCloud() {
+        await stack.cloud.stop('SIGTERM');
+      },
+      async startCloud() {
+        stack.cloud = await startSluice(cloudArgs(`127.0.0.1:${new URL(cloudUrl).port}`), CLOUD_READY, { onStderr: onCloudStderr });
+      },
+      async stopInflux() {
+        await stack.influx.stop();
+      },
+      async startInflux() {
+        stack.influx = await startInfluxd({ dataDir: join(tmp.path, 'influxdb'), port: influxPort });
+      },
+      async startGateway(g = {}) {
+        const proc = await startSluice(
+          [
+            'gateway', '--id', gatewayId, '--mqtt', `127.0.0.1:${g.mqttPort ?? 0}`, '--http', '127.0.0.1:0', '--data', join(tmp.path, 'gateway'),
+            '--cloud', cloudUrl, ...(opts.tokenInEnv ? [] : ['--cloud-token', token]), ...(opts.anonymous === false ? [] : ['--allow-anonymous']),
+            ...(opts.gatewayArgs ?? []), ...(prepared.gatewayArgs ?? []), ...(g.extraArgs ?? []),
+          ],
+          GATEWAY_READY,
+          { env: opts.tokenInEnv ? { SLUICE_CLOUD_TOKEN: token } : {}, onStderr: (c) => (gatewayLog = (gatewayLog + c).slice(-2_000_000)) },
+        );
+        stack.gateway = proc;
+        stack.mqttUrl = proc.match[2];
+        stack.gatewayHttp = proc.match[3];
+        stack.mqttsUrl = / mqtts (mqtts:\/\/\S+)/.exec(proc.readyLine)?.[1] ?? '';
+        return proc;
+      },
+      async stop() {
+        await stack.gateway?.stop('SIGTERM').catch(() => undefined);
+        await stack.cloud.stop('SIGTERM').catch(() => undefined);
+        await stack.influx.stop().catch(() => undefined);
+        await tmp.remove();
+      },
+    };
+    try {
+      await stack.startGateway();
+    } catch (err) {
+      await stack.cloud.stop('SIGKILL').catch(() => undefined);
+      throw err;
+    }
+    return stack;
+  } catch (err) {
+    await influx?.stop().catch(() => undefined);
+    await tmp.remove();
+    throw err;
+  }
 }
 
 export interface StoredPoint {
