@@ -5,6 +5,7 @@
  * Exit codes: 0 ok (also when there are no alerts); 1 the cloud answered with an error or could not be
  * reached (the message names the status, the error code and the cloud's reason); 2 usage errors.
  */
+import { getJson } from './read-client.js';
 import { Command, Option } from 'commander';
 import { ALERT_STATES, type AlertView } from './alert-history.js';
 
@@ -46,31 +47,7 @@ export function register(program: Command): void {
     .option('--token <token>', 'bearer token, if the cloud requires one for reads (or env SLUICE_QUERY_TOKEN)')
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
     .action(async (opts) => {
-      const base = /^https?:\/\//.test(opts.cloud) ? opts.cloud : `http://${opts.cloud}`;
-      let url: URL;
-      try {
-        url = new URL('/api/v1/alerts', base);
-      } catch {
-        fail(`--cloud: "${opts.cloud}" is not a URL`);
-      }
-      const params: Record<string, string | undefined> = { state: opts.state, device: opts.device, rule: opts.rule, from: opts.from, limit: opts.limit };
-      for (const [k, v] of Object.entries(params)) if (v !== undefined) url.searchParams.set(k, v);
-      const token = opts.token ?? process.env.SLUICE_QUERY_TOKEN;
-      let res: Response;
-      try {
-        res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(30_000) });
-      } catch (err) {
-        const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-        fail(`cannot reach ${url.origin}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
-      }
-      const text = await res.text();
-      let body: any;
-      try {
-        body = JSON.parse(text);
-      } catch {
-        body = undefined;
-      }
-      if (!res.ok) fail(`HTTP ${res.status}${body?.code ? ` ${body.code}` : ''}: ${body?.error ?? text.trim().slice(0, 200)}`);
+      const { url, body, text } = await getJson('alerts', opts.cloud, '/api/v1/alerts', { state: opts.state, device: opts.device, rule: opts.rule, from: opts.from, limit: opts.limit }, opts.token);
       if (!body || !Array.isArray(body.alerts)) fail(`unexpected response from ${url.origin}: ${text.slice(0, 200)}`);
       process.stdout.write(opts.json ? `${JSON.stringify(body, null, 2)}\n` : formatAlertsTable(body.alerts));
     });
