@@ -98,9 +98,11 @@ export const gatewayConfigSchema = z
         timeout: duration('forward.timeout').default(30_000),
         /** Longest retry backoff; also the circuit breaker's probe interval while the cloud is down. */
         maxBackoff: duration('forward.maxBackoff').default(30_000),
+        /** Batches in flight at once while catching up on a backlog (acked in order); 1 = one at a time. */
+        maxInFlight: z.number().int().min(1).max(16).default(3),
       })
       .strict()
-      .default({ maxBatchRecords: 5000, timeout: 30_000, maxBackoff: 30_000 }),
+      .default({ maxBatchRecords: 5000, timeout: 30_000, maxBackoff: 30_000, maxInFlight: 3 }),
     /** Event-time pre-aggregation on the gateway. */
     windows: z
       .object({
@@ -186,6 +188,7 @@ export function loadGatewayConfig(file: string | undefined, flags: Record<string
       requestTimeoutMs: parsed.forward.timeout,
       maxBackoffMs: parsed.forward.maxBackoff,
       breakerCooldownMs: parsed.forward.maxBackoff,
+      maxInFlight: parsed.forward.maxInFlight,
       ...(security.cloudFetch ? { fetchImpl: security.cloudFetch } : {}),
     },
     broker: security.broker,
