@@ -10,8 +10,12 @@
  *   poison message forever), counted, dead-lettered, and not forwarded to local subscribers.
  * - Other topics are brokered normally; `$SYS/` is reserved for the broker.
  * - Backpressure: while more than `highWater` commits are pending, publishing clients' sockets are
- *   paused; they resume below `lowWater`. A subscriber that does not drain within `drainTimeoutMs`
- *   is disconnected, so it cannot stall the broker.
+ *   paused; they resume below `lowWater`. (What paces a client is that aedes reads its next
+ *   packets only once the current ones completed, and a telemetry publish completes at its
+ *   commit.) QoS 0 telemetry is shed, counted, only when the log is full or more than
+ *   2 × `highWater` commits are pending; a shed publish completes when pending is back under
+ *   `lowWater` (at most 1 s later), so a flood is slowed, not spun through. A subscriber that
+ *   does not drain within `drainTimeoutMs` is disconnected, so it cannot stall the broker.
  * - Security (gateway/README.md "Security"): every client is authenticated at CONNECT (auth.ts:
  *   registry password, TLS client certificate, or anonymous only with `allowAnonymous`) and then
  *   confined by its ACL (auth-acl.ts). A refused PUBLISH is acknowledged and dropped
@@ -46,7 +50,7 @@ export interface BrokerConfig {
   maxPacketBytes: number;
   /** Most simultaneous client connections. */
   maxConnections: number;
-  /** Drop (and count) QoS 0 telemetry while overloaded instead of queueing it. */
+  /** Drop (and count) QoS 0 telemetry when the log is full or more than 2 × `highWater` commits are pending, instead of queueing it. */
   shedQos0: boolean;
   /** Longest topic or topic filter in characters. */
   maxTopicLength: number;
@@ -65,6 +69,14 @@ export interface BrokerConfig {
   /** Tuning of credential verification (cache, concurrency); defaults suit production. */
   auth?: Pick<DeviceAuthOptions, 'cacheTtlMs' | 'concurrency' | 'maxQueue'>;
 }
+
+/**
+ * Longest a shed QoS 0 publish is held before aedes may read that client's next packets (ms). It
+ * is normally released earlier, when the pending commits fall under `lowWater`; the timeout is for
+ * a full log, where nothing commits. Shorter (50 ms) let a flood back in well before the commits
+ * had caught up, and most of it was shed again.
+ */
+const SHED_HOLD_MS = 1000;
 
 export const DEFAULT_BROKER_CONFIG: Omit<BrokerConfig, 'host' | 'port' | 'allowAnonymous'> = {
   // Four full group commits (log maxGroup 2,000) queued keep the disk busy; more in flight only
@@ -112,6 +124,8 @@ export class Broker {
   private tlsServer?: TlsServer;
   private readonly refused = new WeakSet<object>();
   private readonly paused = new Set<Socket>();
+  private shedHeld: Array<(error?: Error | null) => void> = [];
+  private shedTimer?: NodeJS.Timeout;
   private readonly sockets = new Set<Socket>();
   private readonly identities = new WeakMap<Client, Identity>();
   private readonly emptyClientIds = new WeakSet<Client>();
@@ -368,15 +382,17 @@ export class Broker {
     }
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     const contentType = (packet as any).properties?.contentType as string | undefined;
-    if (packet.qos === 0 && this.config.shedQos0 && this.overloaded()) {
-      // Policy: under pressure QoS 0 telemetry (which the device does not expect to be confirmed)
-      // is shed first, counted, so QoS 1 readings keep their room. Its socket is paused as well,
-      // like a QoS 1 publisher's: otherwise a QoS 0 flood keeps the broker busy parsing readings
-      // only to drop them, and the commits that would bring it back under the watermark starve.
+    if (packet.qos === 0 && this.config.shedQos0 && this.mustShed()) {
+      // Policy: QoS 0 telemetry (which the device does not expect to be confirmed) is shed,
+      // counted, when the log is full or the commits pending are past twice `highWater`, so QoS 1
+      // readings keep their room. Below that it is committed like QoS 1: aedes reads a client's
+      // next packets only after its current ones completed, which for an accepted reading is at
+      // its commit, and that paces a flood to the log. Shedding from `highWater` on, answered at
+      // once, made a flood loop through the shed path (bench ingest_qos0: more shed than
+      // committed, the commits starved of CPU); a shed publish is now held (holdShed).
       if (this.ingest.shed(packet.topic)) {
         if (typeof packet.payload === 'object') this.refused.add(packet.payload);
-        if (client) this.pause(client);
-        return callback(null);
+        return this.holdShed(callback);
       }
     }
     // Counted before submit: a commit can only settle on a later tick, never inside it.
@@ -393,7 +409,10 @@ export class Broker {
   /** A reading's commit settled: release its slot and let aedes PUBACK (or drop the client on error). */
   private committed(client: Client | null, err: Error | null, callback: (error?: Error | null) => void): void {
     this.stats.pendingCommits--;
-    if (this.stats.pendingCommits < this.config.lowWater) this.resumeAll();
+    if (this.stats.pendingCommits < this.config.lowWater) {
+      this.resumeAll();
+      this.releaseShed();
+    }
     if (err) this.onLog('error', 'commit failed: disconnecting client without PUBACK', { client: client?.id, err: err.message });
     callback(err);
   }
@@ -406,6 +425,11 @@ export class Broker {
       return `dev:${topic.slice(8, end < 0 ? undefined : end)}`;
     }
     return `client:${client?.id ?? ''}`;
+  }
+
+  /** Past the point where QoS 0 telemetry is shed: the log is full, or pausing has not held the pending commits. */
+  private mustShed(): boolean {
+    return this.stats.pendingCommits > 2 * this.config.highWater || this.ingest.logFull();
   }
 
   /** Over the high watermark of pending commits, or the log is full. */
@@ -429,11 +453,35 @@ export class Broker {
     this.stats.pausedSockets = 0;
   }
 
+  /**
+   * Hold a shed QoS 0 publish's completion until the pending commits are back under `lowWater`
+   * (or SHED_HOLD_MS passed, for a full log with nothing committing). aedes reads a client's
+   * next packets only once every packet of its current batch has completed, so this is what
+   * actually slows a QoS 0 flood down; answering at once made it loop through the shed path.
+   */
+  private holdShed(callback: (error?: Error | null) => void): void {
+    this.shedHeld.push(callback);
+    if (!this.shedTimer) {
+      this.shedTimer = setTimeout(() => this.releaseShed(), SHED_HOLD_MS);
+      this.shedTimer.unref();
+    }
+  }
+
+  private releaseShed(): void {
+    if (this.shedTimer) clearTimeout(this.shedTimer);
+    this.shedTimer = undefined;
+    const held = this.shedHeld;
+    if (held.length === 0) return;
+    this.shedHeld = [];
+    for (const cb of held) cb(null);
+  }
+
   /** Stop accepting connections and disconnect clients. In-flight commits are the log's to finish. */
   async stop(): Promise<void> {
     if (!this.server) return;
     clearInterval(this.registryTimer);
     this.resumeAll();
+    this.releaseShed();
     const closed = [this.server, ...(this.tlsServer ? [this.tlsServer] : [])].map((srv) => new Promise<void>((resolve) => srv.close(() => resolve())));
     // close() waits for connections to end; aedes.close() ends those of clients past CONNECT, and
     // sockets that never sent one are cut here rather than left to their CONNECT timeout.

@@ -1,8 +1,11 @@
 /**
- * Baseline for the ingest benchmark: bare aedes on TCP with no Sluice pipeline (in-memory
- * persistence, default hooks), in its own process like the gateway. Prints
- * `bare aedes listening on mqtt://HOST:PORT`, and serves the number of publishes it handled at
- * http://HOST:PORT+? — simpler: on each `count` line on stdin it prints `count N`.
+ * Baseline for the ingest and resources benchmarks: bare aedes on TCP with no Sluice pipeline
+ * (in-memory persistence, default hooks), in its own process like the gateway. Prints
+ * `bare aedes listening on mqtt://HOST:PORT`; on each `count` line on stdin it prints `count N`,
+ * the publishes it handled.
+ *
+ * Keep this file free of TypeScript syntax: run.ts runs it with plain node (`--input-type=module`),
+ * as the gateway runs compiled, so no tsx loader weighs on the baseline's CPU and RSS.
  */
 import { Aedes } from 'aedes';
 import { createServer } from 'node:net';

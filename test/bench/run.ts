@@ -60,8 +60,11 @@ async function runSimProcess(url: string, qos: 0 | 1, seconds: number, extra: st
   }
 }
 
-async function startBareAedes(): Promise<{ url: string; count(): Promise<number>; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/bench/bare-aedes.ts')], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+async function startBareAedes(): Promise<{ url: string; pid: number; count(): Promise<number>; stop(): Promise<void> }> {
+  // Plain node, like the compiled gateway: bare-aedes.ts is kept free of TypeScript syntax, so its
+  // figures (CPU, RSS) carry no tsx loader.
+  const source = readFileSync(join(ROOT, 'test/bench/bare-aedes.ts'), 'utf8');
+  const child = spawn(process.execPath, ['--input-type=module', '-e', source], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
   let buf = '';
   const waiters: Array<(n: number) => void> = [];
   const url = await new Promise<string>((resolve, reject) => {
@@ -81,6 +84,7 @@ async function startBareAedes(): Promise<{ url: string; count(): Promise<number>
   });
   return {
     url,
+    pid: child.pid!,
     count: () => new Promise((r) => { waiters.push(r); child.stdin.write('count\n'); }),
     stop: async () => { child.kill('SIGTERM'); await new Promise((r) => child.on('exit', r)); },
   };
@@ -119,6 +123,12 @@ interface Stack {
   stop(): Promise<void>;
 }
 
+/**
+ * The V8 flags deploy/systemd/sluice-gateway.service gives the gateway (NODE_OPTIONS; keep the two equal): a
+ * 2 MiB semi-space keeps the young generation from growing to 3 × 16 MiB under load.
+ */
+const GATEWAY_NODE_FLAGS = ['--max-semi-space-size=2'];
+
 let stackN = 0;
 async function startStack(opts: { cloud?: boolean; gatewayArgs?: string[] } = {}): Promise<Stack> {
   const n = ++stackN;
@@ -139,7 +149,7 @@ async function startStack(opts: { cloud?: boolean; gatewayArgs?: string[] } = {}
     async stop() { await s.gateway.stop(); await s.cloud?.stop(); },
   };
   if (opts.cloud !== false) await s.startCloud();
-  s.gateway = await startSluice(['gateway', '--id', `gw${n}`, '--mqtt', '127.0.0.1:0', '--http', '127.0.0.1:0', '--data', s.dataDir, '--cloud', s.cloudUrl, '--cloud-token', token, '--allow-anonymous', '--log-level', 'warn', '--max-backoff', '500ms', ...(opts.gatewayArgs ?? [])], GATEWAY_READY);
+  s.gateway = await startSluice(['gateway', '--id', `gw${n}`, '--mqtt', '127.0.0.1:0', '--http', '127.0.0.1:0', '--data', s.dataDir, '--cloud', s.cloudUrl, '--cloud-token', token, '--allow-anonymous', '--log-level', 'warn', '--max-backoff', '500ms', ...(opts.gatewayArgs ?? [])], GATEWAY_READY, { nodeArgs: GATEWAY_NODE_FLAGS });
   s.mqttUrl = s.gateway.match[2];
   s.http = s.gateway.match[3];
   return s;
@@ -377,6 +387,27 @@ async function benchResources(): Promise<void> {
   results.disk_write_bytes_per_reading_nominal = round((after.writeBytes - before.writeBytes) / readings);
   progress(`  idle ${idle.toFixed(1)} MB, nominal peak ${peakMb.toFixed(1)} MB, ${results.cpu_us_per_reading} µs CPU/reading over ${readings} readings`);
 
+  // The same load on bare aedes (no hooks, nothing stored): what 1,000 MQTT connections publishing
+  // one message a second cost by themselves, the reference for the two figures above.
+  {
+    const a = await startBareAedes();
+    await sleep(1000);
+    const aIdle = procStat(a.pid).rssMb;
+    const asim = spawn(process.execPath, [SLUICE_BIN, 'sim', '--url', a.url, '--devices', String(P.nominalDevices), '--rate', '1', '--qos', '1', '--duration', `${P.nominalSeconds}s`, '--prefix', 'nom'], { cwd: ROOT, stdio: 'ignore' });
+    const asimDone = new Promise((r) => asim.on('exit', r));
+    await sleep(rampMs);
+    const b0 = procStat(a.pid);
+    const n0 = await a.count();
+    const { peakMb: aPeak } = await peakRss(a.pid, sleep(windowMs));
+    const b1 = procStat(a.pid);
+    const n1 = await a.count();
+    const { peakMb: aPeak2 } = await peakRss(a.pid, asimDone);
+    await a.stop();
+    results.bare_aedes_nominal = { rss_mb_idle: round(aIdle), rss_mb_nominal: round(Math.max(aPeak, aPeak2)), cpu_us_per_reading: round(((b1.cpuMs - b0.cpuMs) * 1000) / (n1 - n0)) };
+    results.cpu_us_per_reading_ratio = round(results.cpu_us_per_reading / results.bare_aedes_nominal.cpu_us_per_reading, 2);
+    progress(`  bare aedes: idle ${aIdle.toFixed(1)} MB, nominal peak ${results.bare_aedes_nominal.rss_mb_nominal} MB, ${results.bare_aedes_nominal.cpu_us_per_reading} µs CPU/reading`);
+  }
+
   const n = P.backlogReadings;
   progress(`gateway_rss_mb.backlog: ${n} readings backlog`);
   const b = await startStack({ cloud: false, gatewayArgs: ['--quota', '4GiB'] });
@@ -447,6 +478,8 @@ function markdown(): string {
   add('gateway_rss_mb.backlog_1m', r.gateway_rss_mb?.backlog_1m !== undefined ? `${r.gateway_rss_mb.backlog_1m} (${r.gateway_rss_mb.backlog_readings} readings; halves ${r.gateway_rss_mb.backlog_first_half_peak} → ${r.gateway_rss_mb.backlog_second_half_peak})` : undefined, '≤ 120, flat');
   add('disk_bytes_per_reading', r.disk_bytes_per_reading, '≤ 64');
   add('cpu_us_per_reading', r.cpu_us_per_reading, '≤ 50');
+  add('bare aedes, same nominal load: RSS idle / nominal (MB); CPU µs/reading', r.bare_aedes_nominal && `${r.bare_aedes_nominal.rss_mb_idle} / ${r.bare_aedes_nominal.rss_mb_nominal}; ${r.bare_aedes_nominal.cpu_us_per_reading}`, '');
+  add('cpu_us_per_reading / bare aedes', r.cpu_us_per_reading_ratio, '');
   add('disk write bytes/reading (nominal, /proc io)', r.disk_write_bytes_per_reading_nominal, '');
   add('window engine µs/reading: 1m / 1m + 5m/1m', r.windows_us_per_reading && `${r.windows_us_per_reading.tumbling_1m} / ${r.windows_us_per_reading.tumbling_1m_hopping_5m_1m}`, '');
   if (r.codecs) {
@@ -464,6 +497,8 @@ async function main(): Promise<void> {
   progress('building dist/ (npm run build)');
   const build = spawn('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
   if ((await new Promise((r) => build.on('exit', r))) !== 0) throw new Error('npm run build failed');
+  // Every sluice process of this run uses that build, even if sources change meanwhile.
+  process.env.SLUICE_FROM_DIST = '1';
   work = await mkdtemp(join(tmpdir(), 'sluice-bench-'));
   influx = await startInfluxd({ dataDir: join(work, 'influxdb') });
   cleanups.push(() => influx.stop(), () => rm(work, { recursive: true, force: true }));
