@@ -33,7 +33,7 @@
  */
 import { Level } from 'level';
 import { randomBytes } from 'node:crypto';
-import { statfs } from 'node:fs/promises';
+import { rename, statfs } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
 import { Encoder } from 'cbor-x';
 import { SluiceError } from '../protocols/errors.js';
@@ -112,6 +112,10 @@ export interface LogStats {
   cursor: number;
   blockedAppends: number;
   full: boolean;
+  /** Readings copied out of a damaged log into a fresh one at start. */
+  salvaged: number;
+  /** Unacknowledged readings of a damaged log that could not be read back. */
+  lostToCorruption: number;
 }
 
 export interface ReadResult {
@@ -157,7 +161,14 @@ function settle(group: Pending[], err: Error | null): void {
 
 export class DurableLog {
   readonly config: LogConfig;
-  private db: Level<Buffer, Buffer>;
+  private ownDb?: Level<Buffer, Buffer>;
+  private readonly owner?: DurableLog;
+  /** Told when LevelDB reported corruption at open and the log was salvaged; the gateway logs it. */
+  onCorruption?: (message: string, detail: object) => void;
+  /** The LevelDB this lane lives in (the owner's, which salvage() may replace). */
+  private get db(): Level<Buffer, Buffer> {
+    return this.owner ? this.owner.db : this.ownDb!;
+  }
   private opened = false;
   private closing = false;
   private nextSeq = 1;
@@ -192,6 +203,8 @@ export class DurableLog {
     cursor: 0,
     blockedAppends: 0,
     full: false,
+    salvaged: 0,
+    lostToCorruption: 0,
   };
 
   readonly lane: Lane;
@@ -219,17 +232,20 @@ export class DurableLog {
     this.nextKey = Buffer.from(`m:${l.suffix}next`);
     this.cursorKey = Buffer.from(`m:${l.suffix}cursor`);
     this.ownsDb = !opts.shareWith;
-    if (opts.shareWith) {
-      this.db = opts.shareWith.db;
-    } else {
+    this.owner = opts.shareWith;
+    if (!opts.shareWith) {
       mkdirSync(this.config.dir, { recursive: true });
-      this.db = new Level<Buffer, Buffer>(this.config.dir, {
-        keyEncoding: 'buffer',
-        valueEncoding: 'buffer',
-        writeBufferSize: this.config.writeBufferBytes,
-        cacheSize: this.config.cacheBytes,
-      } as any);
+      this.ownDb = this.newLevel(this.config.dir);
     }
+  }
+
+  private newLevel(dir: string): Level<Buffer, Buffer> {
+    return new Level<Buffer, Buffer>(dir, {
+      keyEncoding: 'buffer',
+      valueEncoding: 'buffer',
+      writeBufferSize: this.config.writeBufferBytes,
+      cacheSize: this.config.cacheBytes,
+    } as any);
   }
 
   private rk(seq: number): Buffer {
@@ -243,7 +259,122 @@ export class DurableLog {
 
   /** Open the LevelDB, recover the sequence, cursor and backlog size. */
   async open(): Promise<void> {
-    if (this.ownsDb) await this.db.open();
+    let salvageFrom: string | undefined;
+    if (this.ownsDb) {
+      await this.db.open();
+      try {
+        await this.load();
+        // load() read every record of this lane; the aggregate lane is small: read it too, so that
+        // corruption anywhere is handled here, by the owner of the LevelDB.
+        for await (const _ of this.db.iterator({ gt: recordKey(0, LANES.agg.rec), lt: recordKey(2 ** 53, LANES.agg.rec) }));
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'LEVEL_CORRUPTION') throw err;
+        salvageFrom = await this.startOver(err as Error);
+      }
+    } else {
+      await this.load();
+    }
+    this.startTimers();
+    if (salvageFrom) await this.salvage(salvageFrom);
+  }
+
+  /**
+   * LevelDB reported a damaged file (a flipped bit on an SD card, a torn write). Crash-looping on it
+   * would lose everything that arrives from now on, so: move the damaged directory aside (kept for
+   * inspection), start a fresh log with a new incarnation, and let salvage() copy over whatever
+   * unacknowledged readings can still be read. Returns the directory moved aside.
+   */
+  private async startOver(err: Error): Promise<string> {
+    const aside = `${this.config.dir}.damaged-${Date.now()}`;
+    await this.db.close().catch(() => undefined);
+    await rename(this.config.dir, aside);
+    mkdirSync(this.config.dir, { recursive: true });
+    this.ownDb = this.newLevel(this.config.dir);
+    await this.db.open();
+    await this.load();
+    this.onCorruption?.('LevelDB reported a damaged log: moved it aside and started a fresh one; salvaging what can be read', { aside, err: err.message });
+    return aside;
+  }
+
+  /** Copy the readable unacknowledged raw readings of a damaged log into this one, in order. */
+  private async salvage(aside: string): Promise<void> {
+    const old = this.newLevel(aside);
+    let salvaged = 0;
+    let expected = 0;
+    const pending: Array<Promise<void>> = [];
+    try {
+      await old.open();
+      const num = async (k: string) => {
+        try {
+          const v = await old.get(Buffer.from(k));
+          return v ? Number(v.toString()) : undefined;
+        } catch {
+          return undefined;
+        }
+      };
+      const cursor = (await num('m:cursor')) ?? 0;
+      const next = await num('m:next');
+      if (next !== undefined) expected = Math.max(0, next - 1 - cursor);
+      const end = recordKey(2 ** 53, LANES.raw.rec);
+      let after = cursor;
+      for (;;) {
+        try {
+          for await (const [key, value] of old.iterator({ gt: recordKey(after, LANES.raw.rec), lt: end })) {
+            after = seqOfKey(key);
+            try {
+              const r = decodeEntry(after, value);
+              if (r.kind !== 'raw') continue;
+              const { kind: _k, seq: _s, ...entry } = r;
+              pending.push(this.append({ kind: 'raw', ...entry }).committed);
+              salvaged++;
+              if (pending.length >= 2000) await Promise.all(pending.splice(0));
+            } catch {
+              // a record our own checksum rejects: lost with the block around it
+            }
+          }
+          break;
+        } catch {
+          // An unreadable block: probe forward for the next readable key.
+          let d = 1;
+          let resumed = false;
+          while (d < 2 ** 45 && !resumed) {
+            try {
+              let found: number | undefined;
+              for await (const key of old.keys({ gt: recordKey(after + d, LANES.raw.rec), lt: end, limit: 1 })) found = seqOfKey(key);
+              if (found === undefined) break;
+              after = found - 1;
+              resumed = true;
+            } catch {
+              d *= 2;
+            }
+          }
+          if (!resumed) break;
+        }
+      }
+    } catch {
+      // nothing more can be read
+    } finally {
+      await Promise.all(pending).catch(() => undefined);
+      await old.close().catch(() => undefined);
+    }
+    this.stats.salvaged += salvaged;
+    this.stats.lostToCorruption += Math.max(0, expected - salvaged);
+    this.onCorruption?.('salvage of the damaged log finished', { aside, salvaged, lost: Math.max(0, expected - salvaged) });
+  }
+
+  private startTimers(): void {
+    this.opened = true;
+    this.syncStats();
+    if (this.config.sync === 'interval') {
+      this.syncTimer = setInterval(() => void this.periodicSync(), this.config.syncIntervalMs);
+      this.syncTimer.unref();
+    }
+    void this.checkDisk();
+    this.diskTimer = setInterval(() => void this.checkDisk(), 5000);
+    this.diskTimer.unref();
+  }
+
+  private async load(): Promise<void> {
     const meta = await this.db.get(META);
     if (meta === undefined) {
       this.incarnationId = randomBytes(8).toString('hex');
@@ -280,15 +411,6 @@ export class DurableLog {
     this.stats.backlogRecords = records;
     this.stats.backlogBytes = bytes;
     this.readUpTo = this.cursor;
-    this.opened = true;
-    this.syncStats();
-    if (this.config.sync === 'interval') {
-      this.syncTimer = setInterval(() => void this.periodicSync(), this.config.syncIntervalMs);
-      this.syncTimer.unref();
-    }
-    await this.checkDisk();
-    this.diskTimer = setInterval(() => void this.checkDisk(), 5000);
-    this.diskTimer.unref();
   }
 
   /**

@@ -102,3 +102,30 @@ describe('gateway windows after an outage', () => {
     for (let m = 0; m < 24; m++) expect(byStart.get(T + m * MIN)?.aggs.temperature.count).toBe(60);
   });
 });
+
+describe('gateway on a damaged disk', () => {
+  it('starts on a log whose LevelDB files were damaged, salvages the backlog, and keeps ingesting', async () => {
+    cloud.script = () => ({ status: 503, body: {} }); // keep everything in the backlog
+    gw = await startGateway({ log: { sync: 'never', writeBufferBytes: 64 * 1024 } });
+    client = await mqtt.connectAsync(gw.mqttUrl, { clientId: 'dmg' });
+    await publishMany(client, 'dmg', 6000);
+    await client.endAsync();
+    client = undefined;
+    await gw.stop();
+    gw = undefined;
+    const { readdir, readFile, writeFile } = await import('node:fs/promises');
+    const logDir = `${dir.path}/log`;
+    for (const t of (await readdir(logDir)).filter((f) => f.endsWith('.ldb')).slice(0, 1)) {
+      const buf = await readFile(`${logDir}/${t}`);
+      for (let k = 0; k < 5; k++) buf[Math.floor(buf.length * (0.2 + k * 0.1))] ^= 0xff;
+      await writeFile(`${logDir}/${t}`, buf);
+    }
+    cloud.script = () => undefined;
+    gw = await startGateway({ log: { sync: 'never' } });
+    expect(gw.log.stats.salvaged + gw.log.stats.lostToCorruption).toBe(6000);
+    expect(gw.log.stats.salvaged).toBeGreaterThan(3000);
+    client = await mqtt.connectAsync(gw.mqttUrl, { clientId: 'dmg' });
+    await client.publishAsync('devices/dmg/telemetry', JSON.stringify({ ts: T + 10_000_000, seq: 99_999, values: { temperature: 1 } }), { qos: 1 });
+    await until('salvaged backlog and the new reading delivered', () => cloud.records.size === gw!.log.stats.salvaged + 1, 30_000);
+  });
+});
