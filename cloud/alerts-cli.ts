@@ -5,7 +5,7 @@
  * Exit codes: 0 ok (also when there are no alerts); 1 the cloud answered with an error or could not be
  * reached (the message names the status, the error code and the cloud's reason); 2 usage errors.
  */
-import { getJson } from './read-client.js';
+import { fail, getJson } from './read-client.js';
 import { Command, Option } from 'commander';
 import { ALERT_STATES, type AlertView } from './alert-history.js';
 
@@ -28,11 +28,6 @@ export function formatAlertsTable(alerts: AlertView[]): string {
   return `${[line(head), ...rows.map(line)].join('\n')}\n${alerts.length} alert${alerts.length === 1 ? '' : 's'}, ${firing} firing\n`;
 }
 
-function fail(message: string): never {
-  process.stderr.write(`sluice alerts: ${message}\n`);
-  process.exit(1);
-}
-
 export function register(program: Command): void {
   program
     .command('alerts')
@@ -48,7 +43,7 @@ export function register(program: Command): void {
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
     .action(async (opts) => {
       const { url, body, text } = await getJson('alerts', opts.cloud, '/api/v1/alerts', { state: opts.state, device: opts.device, rule: opts.rule, from: opts.from, limit: opts.limit }, opts.token);
-      if (!body || !Array.isArray(body.alerts)) fail(`unexpected response from ${url.origin}: ${text.slice(0, 200)}`);
+      if (!body || !Array.isArray(body.alerts)) fail('alerts', `unexpected response from ${url.origin}: ${text.slice(0, 200)}`);
       process.stdout.write(opts.json ? `${JSON.stringify(body, null, 2)}\n` : formatAlertsTable(body.alerts));
     });
 }

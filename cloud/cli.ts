@@ -98,11 +98,10 @@ export function register(program: Command): void {
       };
       process.on('SIGINT', () => void stop('SIGINT'));
       process.on('SIGTERM', () => void stop('SIGTERM'));
+      // SIGHUP (systemctl reload): the alert rules, then the configuration (log level).
       process.on('SIGHUP', () => {
         logger.info({ signal: 'SIGHUP' }, 'reloading alert rules');
         void server.reloadRules().catch((err) => logger.error({ err: (err as Error).message }, 'rules reload failed'));
-      });
-      process.on('SIGHUP', () => {
         if (stopping) return;
         load().then(
           (next) => {

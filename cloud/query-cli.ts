@@ -5,7 +5,7 @@
  * Exit codes: 0 ok (also when there are no points); 1 the cloud answered with an error or could not be
  * reached (the message names the status, the error code and the cloud's reason); 2 usage errors.
  */
-import { getJson } from './read-client.js';
+import { fail, getJson } from './read-client.js';
 import { Command } from 'commander';
 
 export interface SeriesResponse {
@@ -41,11 +41,6 @@ export function formatSeriesTable(s: SeriesResponse): string {
   return `${lines.join('\n')}\n`;
 }
 
-function fail(message: string): never {
-  process.stderr.write(`sluice query: ${message}\n`);
-  process.exit(1);
-}
-
 export function register(program: Command): void {
   program
     .command('query')
@@ -71,7 +66,7 @@ export function register(program: Command): void {
         fn: opts.fn,
         window: opts.window,
       }, opts.token);
-      if (!body || !Array.isArray(body.points)) fail(`unexpected response from ${url.origin}: ${text.slice(0, 200)}`);
+      if (!body || !Array.isArray(body.points)) fail('query', `unexpected response from ${url.origin}: ${text.slice(0, 200)}`);
       process.stdout.write(opts.json ? `${JSON.stringify(body, null, 2)}\n` : formatSeriesTable(body));
     });
 }

@@ -15,7 +15,6 @@
  * - Never runs two sends concurrently; stop() waits for the current one (bounded by the timeout).
  */
 import { encodeBatch, type AggRecord, type RawRecord } from '../protocols/batch.js';
-import { SluiceError } from '../protocols/errors.js';
 import type { DurableLog } from './log.js';
 import type { LogRecord } from './log-codec.js';
 
@@ -254,11 +253,16 @@ export class Forwarder {
     }
   }
 
-  private async acked(records: LogRecord[], last: number): Promise<void> {
+  private countAck(records: LogRecord[]): void {
     this.succeeded();
     this.stats.batchesAcked++;
     this.stats.recordsForwarded += records.length;
     this.stats.lastAckAt = Date.now();
+  }
+
+  /** A batch acked in full: count it, advance the log, let the batch size grow back after a split. */
+  private async acked(records: LogRecord[], last: number): Promise<void> {
+    this.countAck(records);
     await this.log.ack(last);
     if (this.batchLimit < this.config.maxBatchRecords) this.batchLimit = Math.min(this.config.maxBatchRecords, this.batchLimit * 2);
   }
@@ -273,20 +277,16 @@ export class Forwarder {
       const outcome = await this.send(first, last, records);
       switch (outcome.kind) {
         case 'ack': {
-          this.succeeded();
-          this.stats.batchesAcked++;
-          this.stats.recordsForwarded += records.length;
-          this.stats.lastAckAt = Date.now();
-          if (outcome.acked < last) {
-            // The cloud holds less than we sent (it should not on a 200): resume after what it holds.
-            this.count('partial_ack');
-            if (outcome.acked > this.log.ackedSeq) await this.log.ack(outcome.acked);
-            this.log.rewind(Math.max(outcome.acked, this.log.ackedSeq));
-            return Math.max(outcome.acked, this.log.ackedSeq);
+          if (outcome.acked >= last) {
+            await this.acked(records, last);
+            return last;
           }
-          await this.log.ack(last);
-          if (this.batchLimit < this.config.maxBatchRecords) this.batchLimit = Math.min(this.config.maxBatchRecords, this.batchLimit * 2);
-          return last;
+          // The cloud holds less than we sent (it should not on a 200): resume after what it holds.
+          this.countAck(records);
+          this.count('partial_ack');
+          if (outcome.acked > this.log.ackedSeq) await this.log.ack(outcome.acked);
+          this.log.rewind(Math.max(outcome.acked, this.log.ackedSeq));
+          return Math.max(outcome.acked, this.log.ackedSeq);
         }
         case 'gap': {
           this.stats.gaps++;
@@ -463,4 +463,3 @@ export function parseRetryAfter(h: string | null): number | undefined {
   return Number.isFinite(date) ? Math.max(0, date - Date.now()) : undefined;
 }
 
-export { SluiceError };

@@ -35,7 +35,7 @@ import { Level } from 'level';
 import { randomBytes } from 'node:crypto';
 import { rename, statfs } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
-import { Encoder } from 'cbor-x';
+import { decode, Encoder } from 'cbor-x';
 import { SluiceError } from '../protocols/errors.js';
 import { decodeEntry, encodeEntry, KEY_BYTES, recordKey, seqOfKey, type LogEntry, type LogRecord } from './log-codec.js';
 
@@ -772,7 +772,6 @@ export class DurableLog {
   /** Iterate quarantined records ('q') or dead-lettered payloads ('x'). */
   async *listArea(area: 'quarantine' | 'dead-letter', limit = 1000): AsyncGenerator<{ id: number; entry: any }> {
     const prefix = area === 'quarantine' ? this.qPrefix : 0x78;
-    const { decode } = await import('cbor-x');
     for await (const [key, value] of this.db.iterator({ gte: Buffer.from([prefix]), lt: Buffer.from([prefix + 1]), limit })) {
       if (key.length !== KEY_BYTES) continue;
       yield { id: seqOfKey(key), entry: decode(value) };
