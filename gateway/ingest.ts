@@ -13,7 +13,7 @@
 import { FLAG_CLOCK_UNSYNCED, FLAG_GATEWAY_TS, type RawRecord, FLAG_FUTURE_TS, FLAG_ANCIENT_TS } from '../protocols/batch.js';
 import { isSluiceError } from '../protocols/errors.js';
 import { decodePayload, DEFAULT_PAYLOAD_LIMITS, type PayloadLimits } from '../protocols/payload.js';
-import { parseTelemetryTopic, type TelemetryTopic } from '../protocols/topic.js';
+import { parseTelemetryTopic, type TelemetryTopic, isTelemetryTopic } from '../protocols/topic.js';
 import type { ClockStamp } from './clock.js';
 import type { DurableLog } from './log.js';
 import type { LogEntry } from './log-codec.js';
@@ -151,7 +151,7 @@ export class Ingest {
 
   /** Count a telemetry publish shed by the backpressure policy. False for non-telemetry topics. */
   shed(topic: string): boolean {
-    if (!topic.startsWith('devices/') || !topic.includes('/telemetry')) return false;
+    if (!isTelemetryTopic(topic)) return false;
     this.stats.received++;
     this.stats.dropped.shed_qos0 = (this.stats.dropped.shed_qos0 ?? 0) + 1;
     return true;
