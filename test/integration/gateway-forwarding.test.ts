@@ -130,6 +130,8 @@ describe('gateway forwarding', () => {
     expect(ready.status).toBe(503);
     failing = false;
     await until('delivered', () => cloud.records.size === 1);
+    // The scripted cloud stores the record before its answer reaches the gateway: wait for the ack.
+    await until('the ack processed', () => gw.log.stats.backlogRecords === 0);
     expect(gw.forwarder.stats.circuit).toBe('closed');
   });
 
