@@ -17,7 +17,7 @@
  *   sluice_cloud_rules_reloads_total{result}        rules file loads: ok, unchanged, error
  *   sluice_cloud_sse_clients                        open /api/v1/events streams
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export type BatchResult =
   | 'ok'
@@ -93,6 +93,11 @@ export class CloudMetrics {
     registers: [this.registry],
     collect: (): void => this.outboxPending.set(this.alertSource?.().outbox ?? 0),
   });
+
+  constructor() {
+    // Process figures (RSS, heap, event-loop lag, open handles) next to the cloud's own.
+    collectDefaultMetrics({ register: this.registry });
+  }
 
   /** Where the alert gauges read their values when scraped. */
   setAlertSource(fn: () => { pending: number; firing: number; outbox: number }): void {

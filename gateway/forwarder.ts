@@ -14,9 +14,9 @@
  *   probe is sent per `breakerCooldownMs`, so a dead cloud is not hammered.
  * - Never runs two sends concurrently; stop() waits for the current one (bounded by the timeout).
  */
-import { encodeBatch, type AggRecord, type RawRecord } from '../protocols/batch.js';
+import { encodeBatchEnvelope, type RawRecord } from '../protocols/batch.js';
 import type { DurableLog } from './log.js';
-import type { LogRecord } from './log-codec.js';
+import { encodeBatchBody, type WireRecord } from './log-codec.js';
 
 export interface ForwarderConfig {
   /** Cloud base URL, e.g. http://127.0.0.1:8080 */
@@ -203,7 +203,7 @@ export class Forwarder {
           sentUpTo = await this.pipeline(sentUpTo);
           continue;
         }
-        const { records, upTo } = await this.log.read(sentUpTo, this.batchLimit, this.config.maxBatchBytes);
+        const { records, upTo } = await this.log.readWire(sentUpTo, this.batchLimit, this.config.maxBatchBytes);
         if (upTo <= sentUpTo) continue;
         const next = await this.deliver(sentUpTo + 1, upTo, records);
         sentUpTo = next;
@@ -225,11 +225,11 @@ export class Forwarder {
    * handling of 409/413/400/retries. Returns the new acked position.
    */
   private async pipeline(sentUpTo: number): Promise<number> {
-    const flights: Array<{ first: number; last: number; records: LogRecord[]; outcome: Promise<SendOutcome> }> = [];
+    const flights: Array<{ first: number; last: number; records: WireRecord[]; outcome: Promise<SendOutcome> }> = [];
     let readUpTo = sentUpTo;
     for (;;) {
       while (this.running && flights.length < this.config.maxInFlight && this.log.lastSeq - readUpTo >= this.batchLimit) {
-        const { records, upTo } = await this.log.read(readUpTo, this.batchLimit, this.config.maxBatchBytes);
+        const { records, upTo } = await this.log.readWire(readUpTo, this.batchLimit, this.config.maxBatchBytes);
         if (upTo <= readUpTo) break;
         flights.push({ first: readUpTo + 1, last: upTo, records, outcome: this.send(readUpTo + 1, upTo, records) });
         readUpTo = upTo;
@@ -253,7 +253,7 @@ export class Forwarder {
     }
   }
 
-  private countAck(records: LogRecord[]): void {
+  private countAck(records: WireRecord[]): void {
     this.succeeded();
     this.stats.batchesAcked++;
     this.stats.recordsForwarded += records.length;
@@ -261,7 +261,7 @@ export class Forwarder {
   }
 
   /** A batch acked in full: count it, advance the log, let the batch size grow back after a split. */
-  private async acked(records: LogRecord[], last: number): Promise<void> {
+  private async acked(records: WireRecord[], last: number): Promise<void> {
     this.countAck(records);
     await this.log.ack(last);
     if (this.batchLimit < this.config.maxBatchRecords) this.batchLimit = Math.min(this.config.maxBatchRecords, this.batchLimit * 2);
@@ -271,7 +271,7 @@ export class Forwarder {
    * Deliver records covering [first, last] until acked. Returns the new "sent and acked up to"
    * sequence (normally `last`; earlier after a 409 asked us to resend).
    */
-  private async deliver(first: number, last: number, records: LogRecord[]): Promise<number> {
+  private async deliver(first: number, last: number, records: WireRecord[]): Promise<number> {
     for (;;) {
       if (!this.running) return first - 1;
       const outcome = await this.send(first, last, records);
@@ -342,7 +342,7 @@ export class Forwarder {
   }
 
   /** Quarantine records the cloud refuses, then tell the cloud to skip their range (empty batch). */
-  private async rejectRecords(first: number, last: number, records: LogRecord[], reason: string): Promise<void> {
+  private async rejectRecords(first: number, last: number, records: WireRecord[], reason: string): Promise<void> {
     this.stats.rejectedRecords += records.length;
     this.count('rejected_by_cloud');
     this.onLog('error', 'cloud rejected records; quarantined', { first, last, reason });
@@ -395,19 +395,10 @@ export class Forwarder {
     this.stats.errors[reason] = (this.stats.errors[reason] ?? 0) + 1;
   }
 
-  private async send(first: number, last: number, records: LogRecord[]): Promise<SendOutcome> {
-    const recs: RawRecord[] = [];
-    const aggs: AggRecord[] = [];
-    for (const r of records) {
-      if (r.kind === 'raw') {
-        const { kind: _k, ...rest } = r;
-        recs.push(this.restamp(rest));
-      } else {
-        const { kind: _k, ...rest } = r;
-        aggs.push(rest);
-      }
-    }
-    const body = encodeBatch({ gw: this.config.gatewayId, inc: this.log.incarnation, first, last, recs, aggs });
+  private async send(first: number, last: number, records: WireRecord[]): Promise<SendOutcome> {
+    // The records' stored bytes go into the batch as they are (log-codec.ts); only records stamped
+    // while the clock was unsynchronised are decoded, for restamp().
+    const body = encodeBatchEnvelope({ gw: this.config.gatewayId, inc: this.log.incarnation, first, last }, encodeBatchBody(records, this.restamp));
     this.stats.batchesSent++;
     let res: Response;
     try {

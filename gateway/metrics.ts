@@ -3,7 +3,7 @@
  * numbers in /metrics, /status and the logs are the same numbers.
  */
 import { readFile } from 'node:fs/promises';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Gateway } from './gateway.js';
 
 function mirrorCounter(reg: Registry, name: string, help: string, labelNames: string[], read: () => Array<[Record<string, string>, number]>): void {
@@ -33,6 +33,8 @@ function gauge(reg: Registry, name: string, help: string, read: () => number | P
 
 export function gatewayMetrics(gw: Gateway): Registry {
   const reg = new Registry();
+  // Process figures (RSS, heap, event-loop lag, open handles) next to the gateway's own.
+  collectDefaultMetrics({ register: reg });
   const s = () => gw.snapshotStats();
   mirrorCounter(reg, 'sluice_gateway_received_total', 'Telemetry publishes received', [], () => [[{}, s().ingest.received]]);
   mirrorCounter(reg, 'sluice_gateway_committed_total', 'Readings committed to the durable log', [], () => [[{}, s().ingest.committed]]);

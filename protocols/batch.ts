@@ -88,9 +88,59 @@ export function encodeBatch(b: Omit<Batch, 'v'> & { v?: number }): Buffer {
   // Integer fields go out as CBOR integers (see cbor.ts); values keep their JS number encoding.
   const recs = b.recs.map((r) => ({ ...r, seq: cborInt(r.seq), ts: cborInt(r.ts), ...(r.dseq === undefined ? {} : { dseq: cborInt(r.dseq) }) }));
   const aggs = b.aggs.map((a) => ({ ...a, seq: cborInt(a.seq), start: cborInt(a.start), end: cborInt(a.end) }));
-  const body = encoder.encode({ recs, aggs });
-  const env = { v: b.v ?? BATCH_VERSION, gw: b.gw, inc: b.inc, first: cborInt(b.first), last: cborInt(b.last), body, crc: crc32(body) };
-  return Buffer.from(encoder.encode(env));
+  return encodeBatchEnvelope(b, encoder.encode({ recs, aggs }));
+}
+
+/**
+ * The envelope around an already encoded body (CBOR map { recs, aggs }). The gateway's forwarder
+ * builds the body from its log's stored bytes (gateway/log-codec.ts) and wraps it here.
+ */
+export function encodeBatchEnvelope(b: { v?: number; gw: string; inc: string; first: number; last: number }, body: Uint8Array): Buffer {
+  // The bytes cbor-x writes for { v, gw, inc, first, last, body, crc }, with the body copied once
+  // (cbor-x would copy it into its own buffer, then out again): the five small fields through
+  // cbor-x, its map header raised from 5 to 7 entries, then "body" and "crc" written here.
+  const head = encoder.encode({ v: b.v ?? BATCH_VERSION, gw: b.gw, inc: b.inc, first: cborInt(b.first), last: cborInt(b.last) });
+  const n = body.length;
+  const bodyHead = n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+  const out = Buffer.allocUnsafe(head.length + 5 + bodyHead + n + 4 + 5);
+  head.copy(out, 0);
+  out[0] = 0xa7;
+  let pos = head.length;
+  out.write('\x64body', pos, 'latin1');
+  pos += 5;
+  if (bodyHead === 1) out[pos++] = 0x40 | n;
+  else if (bodyHead === 2) {
+    out[pos++] = 0x58;
+    out[pos++] = n;
+  } else if (bodyHead === 3) {
+    out[pos++] = 0x59;
+    out.writeUInt16BE(n, pos);
+    pos += 2;
+  } else {
+    out[pos++] = 0x5a;
+    out.writeUInt32BE(n, pos);
+    pos += 4;
+  }
+  out.set(body, pos);
+  pos += n;
+  out.write('\x63crc', pos, 'latin1');
+  pos += 4;
+  // crc as cbor-x writes an unsigned integer: the shortest form.
+  const crc = crc32(body);
+  if (crc < 24) out[pos++] = crc;
+  else if (crc < 0x100) {
+    out[pos++] = 0x18;
+    out[pos++] = crc;
+  } else if (crc < 0x10000) {
+    out[pos++] = 0x19;
+    out.writeUInt16BE(crc, pos);
+    pos += 2;
+  } else {
+    out[pos++] = 0x1a;
+    out.writeUInt32BE(crc, pos);
+    pos += 4;
+  }
+  return out.subarray(0, pos);
 }
 
 function bad(message: string): SluiceError {
@@ -142,85 +192,149 @@ export function decodeBatch(buf: Uint8Array, opts: { maxBytes?: number; maxDepth
   if (!isObj(body) || !Array.isArray(body.recs) || !Array.isArray(body.aggs)) throw bad('batch body must be a map with "recs" and "aggs" arrays');
   const first = env.first;
   const last = env.last;
+  // Plain loops, and record names ("recs[7]") built only for an error: this runs once per reading.
+  const recsIn: unknown[] = body.recs;
+  const aggsIn: unknown[] = body.aggs;
+  const recs: RawRecord[] = [];
   let prev = first - 1;
-  const recs = body.recs.map((r, i) => {
-    const rec = validateRawRecord(r, `recs[${i}]`);
+  for (let i = 0; i < recsIn.length; i++) {
+    const rec = rawRecord(recsIn[i], 'recs', i);
     if (rec.seq <= prev || rec.seq > last) throw bad(`recs[${i}].seq ${rec.seq} is out of order or outside [${first}, ${last}]`);
     prev = rec.seq;
-    return rec;
-  });
-  // Raw records and aggregates share the gateway's one sequence space: a number is used once.
-  const used = new Set(recs.map((r) => r.seq));
-  const aggs = body.aggs.map((a, i) => {
-    const agg = validateAggRecord(a, `aggs[${i}]`);
-    if (agg.seq < first || agg.seq > last) throw bad(`aggs[${i}].seq ${agg.seq} is outside [${first}, ${last}]`);
-    if (used.has(agg.seq)) throw bad(`aggs[${i}].seq ${agg.seq} is used twice in the batch`);
-    used.add(agg.seq);
-    return agg;
-  });
+    recs.push(rec);
+  }
+  const aggs: AggRecord[] = [];
+  if (aggsIn.length > 0) {
+    // Raw records and aggregates share the gateway's one sequence space: a number is used once.
+    const used = new Set<number>();
+    for (const r of recs) used.add(r.seq);
+    for (let i = 0; i < aggsIn.length; i++) {
+      const agg = aggRecord(aggsIn[i], 'aggs', i);
+      if (agg.seq < first || agg.seq > last) throw bad(`aggs[${i}].seq ${agg.seq} is outside [${first}, ${last}]`);
+      if (used.has(agg.seq)) throw bad(`aggs[${i}].seq ${agg.seq} is used twice in the batch`);
+      used.add(agg.seq);
+      aggs.push(agg);
+    }
+  }
   return { v: env.v, gw: env.gw, inc: env.inc, first, last, recs, aggs };
 }
 
-function validateValues(x: unknown, where: string): Values {
-  if (!isObj(x)) throw bad(`${where}.vals must be a map`);
-  const keys = Object.keys(x);
-  if (keys.length === 0) throw bad(`${where}.vals is empty`);
-  for (const k of keys) {
-    if (!METRIC_NAME_RE.test(k) || RESERVED_NAMES.has(k)) throw bad(`${where}.vals has a bad metric name "${k.slice(0, 40)}"`);
-    const v = x[k];
-    if (typeof v !== 'boolean' && !(typeof v === 'number' && Number.isFinite(v))) throw bad(`${where}.vals.${k} must be a finite number or boolean`);
+/** Where a defect is, for its message: "record", or "recs[7]" inside a batch (index >= 0). */
+function at(where: string, index: number): string {
+  return index < 0 ? where : `${where}[${index}]`;
+}
+
+/**
+ * Names already known to pass their rule, so a fleet's few distinct metric names, tag keys and
+ * device ids are each matched against the regular expression once, not once per reading. Only
+ * names that passed are kept; a set that reaches its bound is emptied (the rule is then simply
+ * applied again), so memory stays bounded whatever the input.
+ */
+class NameCache {
+  private readonly ok = new Set<string>();
+
+  constructor(
+    private readonly max: number,
+    private readonly rule: (s: string) => boolean,
+  ) {}
+
+  has(s: string): boolean {
+    if (this.ok.has(s)) return true;
+    if (!this.rule(s)) return false;
+    if (this.ok.size >= this.max) this.ok.clear();
+    this.ok.add(s);
+    return true;
   }
+}
+
+const metricNames = new NameCache(10_000, (k) => METRIC_NAME_RE.test(k) && !RESERVED_NAMES.has(k));
+const tagKeys = new NameCache(10_000, (k) => TAG_KEY_RE.test(k) && !RESERVED_NAMES.has(k));
+const deviceIds = new NameCache(50_000, (d) => DEVICE_ID_RE.test(d));
+const WINDOW_NAME_RE = /^[0-9a-z_]{1,32}$/;
+const OPTIONAL_AGG_NUMBERS = ['min', 'max', 'sum'] as const;
+
+// Maps are walked with for…in rather than Object.keys/entries (no array per record). That sees
+// exactly the own keys: decoded CBOR maps are plain objects (or cbor-x tag/class instances), and
+// none of their prototypes has enumerable properties.
+
+function validateValues(x: unknown, where: string, index: number): Values {
+  if (!isObj(x)) throw bad(`${at(where, index)}.vals must be a map`);
+  let empty = true;
+  for (const k in x) {
+    empty = false;
+    if (!metricNames.has(k)) throw bad(`${at(where, index)}.vals has a bad metric name "${k.slice(0, 40)}"`);
+    const v = x[k];
+    if (typeof v !== 'boolean' && !(typeof v === 'number' && Number.isFinite(v))) throw bad(`${at(where, index)}.vals.${k} must be a finite number or boolean`);
+  }
+  if (empty) throw bad(`${at(where, index)}.vals is empty`);
   return x as Values;
 }
 
-export function validateRawRecord(r: unknown, where = 'record'): RawRecord {
-  if (!isObj(r)) throw bad(`${where} must be a map`);
-  if (!isSeq(r.seq) || r.seq < 1) throw bad(`${where}.seq must be a positive integer`);
-  if (typeof r.dev !== 'string' || !DEVICE_ID_RE.test(r.dev)) throw bad(`${where}.dev must be a device id`);
-  if (!isSeq(r.ts)) throw bad(`${where}.ts must be a non-negative integer (ms)`);
-  const rec: RawRecord = { seq: r.seq, dev: r.dev, ts: r.ts, vals: validateValues(r.vals, where) };
-  if (r.tags !== undefined) {
-    if (!isObj(r.tags)) throw bad(`${where}.tags must be a map`);
-    for (const [k, v] of Object.entries(r.tags)) {
-      if (!TAG_KEY_RE.test(k) || RESERVED_NAMES.has(k)) throw bad(`${where}.tags has a bad tag name "${k.slice(0, 40)}"`);
-      if (typeof v !== 'string' || v.length === 0 || v.length > DEFAULT_PAYLOAD_LIMITS.maxTagValueLength) {
-        throw bad(`${where}.tags.${k} must be a non-empty string of at most ${DEFAULT_PAYLOAD_LIMITS.maxTagValueLength} characters`);
-      }
+function validateTags(x: unknown, where: string, index: number): Tags {
+  if (!isObj(x)) throw bad(`${at(where, index)}.tags must be a map`);
+  const maxLen = DEFAULT_PAYLOAD_LIMITS.maxTagValueLength;
+  for (const k in x) {
+    if (!tagKeys.has(k)) throw bad(`${at(where, index)}.tags has a bad tag name "${k.slice(0, 40)}"`);
+    const v = x[k];
+    if (typeof v !== 'string' || v.length === 0 || v.length > maxLen) {
+      throw bad(`${at(where, index)}.tags.${k} must be a non-empty string of at most ${maxLen} characters`);
     }
-    rec.tags = r.tags as Tags;
   }
+  return x as Tags;
+}
+
+function rawRecord(r: unknown, where: string, index: number): RawRecord {
+  if (!isObj(r)) throw bad(`${at(where, index)} must be a map`);
+  const seq = r.seq;
+  const dev = r.dev;
+  const ts = r.ts;
+  if (!isSeq(seq) || seq < 1) throw bad(`${at(where, index)}.seq must be a positive integer`);
+  if (typeof dev !== 'string' || !deviceIds.has(dev)) throw bad(`${at(where, index)}.dev must be a device id`);
+  if (!isSeq(ts)) throw bad(`${at(where, index)}.ts must be a non-negative integer (ms)`);
+  const rec: RawRecord = { seq, dev, ts, vals: validateValues(r.vals, where, index) };
+  if (r.tags !== undefined) rec.tags = validateTags(r.tags, where, index);
   if (r.dseq !== undefined) {
-    if (!isSeq(r.dseq)) throw bad(`${where}.dseq must be a non-negative integer`);
+    if (!isSeq(r.dseq)) throw bad(`${at(where, index)}.dseq must be a non-negative integer`);
     rec.dseq = r.dseq;
   }
   if (r.fl !== undefined) {
-    if (!isSeq(r.fl)) throw bad(`${where}.fl must be a non-negative integer`);
+    if (!isSeq(r.fl)) throw bad(`${at(where, index)}.fl must be a non-negative integer`);
     rec.fl = r.fl;
   }
   return rec;
 }
 
-export function validateAggRecord(a: unknown, where = 'aggregate'): AggRecord {
-  if (!isObj(a)) throw bad(`${where} must be a map`);
-  if (!isSeq(a.seq) || a.seq < 1) throw bad(`${where}.seq must be a positive integer`);
-  if (typeof a.dev !== 'string' || !DEVICE_ID_RE.test(a.dev)) throw bad(`${where}.dev must be a device id`);
-  if (typeof a.win !== 'string' || !/^[0-9a-z_]{1,32}$/.test(a.win)) throw bad(`${where}.win must be a window name like "1m"`);
-  if (!isSeq(a.start) || !isSeq(a.end) || a.end <= a.start) throw bad(`${where}.start/end must be integers with end > start`);
-  if (!isSeq(a.rev)) throw bad(`${where}.rev must be a non-negative integer`);
-  if (!isObj(a.aggs) || Object.keys(a.aggs).length === 0) throw bad(`${where}.aggs must be a non-empty map`);
-  for (const [m, s] of Object.entries(a.aggs)) {
-    if (!METRIC_NAME_RE.test(m) || RESERVED_NAMES.has(m)) throw bad(`${where}.aggs has a bad metric name "${m.slice(0, 40)}"`);
+export function validateRawRecord(r: unknown, where = 'record'): RawRecord {
+  return rawRecord(r, where, -1);
+}
+
+function aggRecord(a: unknown, where: string, index: number): AggRecord {
+  if (!isObj(a)) throw bad(`${at(where, index)} must be a map`);
+  if (!isSeq(a.seq) || a.seq < 1) throw bad(`${at(where, index)}.seq must be a positive integer`);
+  if (typeof a.dev !== 'string' || !deviceIds.has(a.dev)) throw bad(`${at(where, index)}.dev must be a device id`);
+  if (typeof a.win !== 'string' || !WINDOW_NAME_RE.test(a.win)) throw bad(`${at(where, index)}.win must be a window name like "1m"`);
+  if (!isSeq(a.start) || !isSeq(a.end) || a.end <= a.start) throw bad(`${at(where, index)}.start/end must be integers with end > start`);
+  if (!isSeq(a.rev)) throw bad(`${at(where, index)}.rev must be a non-negative integer`);
+  const aggs = a.aggs;
+  if (!isObj(aggs) || Object.keys(aggs).length === 0) throw bad(`${at(where, index)}.aggs must be a non-empty map`);
+  for (const m in aggs) {
+    if (!metricNames.has(m)) throw bad(`${at(where, index)}.aggs has a bad metric name "${m.slice(0, 40)}"`);
+    const s = aggs[m];
     if (!isObj(s) || !isSeq(s.count) || typeof s.mean !== 'number' || !Number.isFinite(s.mean)) {
-      throw bad(`${where}.aggs.${m} must hold count and mean`);
+      throw bad(`${at(where, index)}.aggs.${m} must hold count and mean`);
     }
-    for (const f of ['min', 'max', 'sum'] as const) {
-      if (s[f] !== undefined && !(typeof s[f] === 'number' && Number.isFinite(s[f]))) throw bad(`${where}.aggs.${m}.${f} must be a finite number`);
+    for (const f of OPTIONAL_AGG_NUMBERS) {
+      if (s[f] !== undefined && !(typeof s[f] === 'number' && Number.isFinite(s[f]))) throw bad(`${at(where, index)}.aggs.${m}.${f} must be a finite number`);
     }
     if (s.last !== undefined && typeof s.last !== 'boolean' && !(typeof s.last === 'number' && Number.isFinite(s.last))) {
-      throw bad(`${where}.aggs.${m}.last must be a number or boolean`);
+      throw bad(`${at(where, index)}.aggs.${m}.last must be a number or boolean`);
     }
   }
   return a as unknown as AggRecord;
+}
+
+export function validateAggRecord(a: unknown, where = 'aggregate'): AggRecord {
+  return aggRecord(a, where, -1);
 }
 
 /** Response body of a 200: the highest sequence the cloud has durably written for this incarnation. */

@@ -5,7 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DurableLog, type LogConfig } from '../../gateway/log.js';
-import { recordKey } from '../../gateway/log-codec.js';
+import { parseEntry, recordKey, type WireRecord } from '../../gateway/log-codec.js';
 import { tempDir, until } from '../support/tmp.js';
 
 type Factory = (dir: string, cfg?: Partial<LogConfig>) => DurableLog;
@@ -89,9 +89,13 @@ describe.each(implementations)('durable log (%s)', (_name, make) => {
 
   it('quarantines a record whose bytes were flipped on disk and delivers the rest', async () => {
     await Promise.all(Array.from({ length: 10 }, (_, i) => log.append(raw('a', i, i)).committed));
-    const key = recordKey(4);
+    // The ten records share one frame (one group commit), keyed by its last sequence: flip a byte
+    // inside record 4's bytes there.
+    const key = recordKey(10);
     const value = Buffer.from((await log.level.get(key))!);
-    value[value.length - 2] ^= 0xff;
+    const ok: WireRecord[] = [];
+    parseEntry(10, value, 0, ok, []);
+    value[ok.find((r) => r.seq === 4)!.end - 2] ^= 0xff;
     await log.level.put(key, value);
     const r = await log.read(0, 100);
     expect(r.quarantined).toEqual([4]);
