@@ -9,10 +9,11 @@
  * - A telemetry PUBLISH with a bad payload is acknowledged (so the device does not resend the same
  *   poison message forever), counted, dead-lettered, and not forwarded to local subscribers.
  * - Other topics are brokered normally; `$SYS/` is reserved for the broker.
- * - Backpressure: while more than `highWater` commits are pending, publishing clients' sockets are
- *   paused; they resume below `lowWater`. (What paces a client is that aedes reads its next
- *   packets only once the current ones completed, and a telemetry publish completes at its
- *   commit.) QoS 0 telemetry is shed, counted, only when the log is full or more than
+ * - Backpressure: aedes reads a client's next packets only once every packet of its current read
+ *   has completed, and a telemetry publish completes at its commit: that paces each client. Across
+ *   clients, once more than `highWater` commits are pending, publishes that commit are held (their
+ *   PUBACK delayed, and so their client's next read) until the pending commits are back under
+ *   `lowWater`: the readings in memory stay bounded however many devices publish. QoS 0 telemetry is shed, counted, only when the log is full or more than
  *   2 × `highWater` commits are pending; a shed publish completes when pending is back under
  *   `lowWater` (at most 1 s later), so a flood is slowed, not spun through. A subscriber that
  *   does not drain within `drainTimeoutMs` is disconnected, so it cannot stall the broker.
@@ -40,9 +41,9 @@ export interface BrokerConfig {
   port: number;
   /** Accept clients without credentials. Required until a device registry is configured. */
   allowAnonymous: boolean;
-  /** Pending commits above which publishing sockets are paused. */
+  /** Pending commits above which committed publishes are held (PUBACK delayed, client not read). */
   highWater: number;
-  /** Pending commits below which paused sockets resume. */
+  /** Pending commits below which held publishes are released. */
   lowWater: number;
   /** ms to wait for a slow subscriber's socket to drain before disconnecting it. */
   drainTimeoutMs: number;
@@ -100,8 +101,10 @@ export interface BrokerStats {
   refusedConnections: number;
   clientErrors: number;
   pendingCommits: number;
-  pausedSockets: number;
-  pauses: number;
+  /** Committed publishes whose completion (PUBACK) is held by backpressure right now. */
+  heldPublishes: number;
+  /** Times backpressure started holding publishes. */
+  holds: number;
   /** Open sockets, including those not yet past CONNECT. */
   openSockets: number;
   /** Refused connections and subscriptions, by reason (bad_password, identifier_rejected, subscribe_denied, …). */
@@ -116,14 +119,15 @@ export interface BrokerStats {
 export class Broker {
   readonly config: BrokerConfig;
   readonly stats: BrokerStats = {
-    connected: 0, connections: 0, refusedConnections: 0, clientErrors: 0, pendingCommits: 0, pausedSockets: 0, pauses: 0,
+    connected: 0, connections: 0, refusedConnections: 0, clientErrors: 0, pendingCommits: 0, heldPublishes: 0, holds: 0,
     openSockets: 0, refused: {}, dropped: {}, authVerifications: 0, authCacheHits: 0,
   };
   private aedes!: Aedes;
   private server!: Server;
   private tlsServer?: TlsServer;
   private readonly refused = new WeakSet<object>();
-  private readonly paused = new Set<Socket>();
+  /** Completions held by backpressure (see committed()); undefined while not holding. */
+  private held: Array<() => void> | undefined;
   private shedHeld: Array<(error?: Error | null) => void> = [];
   private shedTimer?: NodeJS.Timeout;
   private readonly sockets = new Set<Socket>();
@@ -403,18 +407,29 @@ export class Broker {
       if (result !== null && typeof packet.payload === 'object') this.refused.add(packet.payload);
       return callback(null);
     }
-    if (client && this.overloaded()) this.pause(client);
+    if (this.held === undefined && this.overloaded()) {
+      this.held = [];
+      this.stats.holds++;
+    }
   }
 
   /** A reading's commit settled: release its slot and let aedes PUBACK (or drop the client on error). */
   private committed(client: Client | null, err: Error | null, callback: (error?: Error | null) => void): void {
     this.stats.pendingCommits--;
     if (this.stats.pendingCommits < this.config.lowWater) {
-      this.resumeAll();
+      this.releaseHeld();
       this.releaseShed();
     }
-    if (err) this.onLog('error', 'commit failed: disconnecting client without PUBACK', { client: client?.id, err: err.message });
-    callback(err);
+    if (err) {
+      this.onLog('error', 'commit failed: disconnecting client without PUBACK', { client: client?.id, err: err.message });
+      return callback(err);
+    }
+    if (this.held !== undefined) {
+      this.held.push(() => callback(null));
+      this.stats.heldPublishes = this.held.length;
+      return;
+    }
+    callback(null);
   }
 
   /** Rate-limit bucket: the authenticated identity, else the device named by the topic, else the client. */
@@ -437,20 +452,13 @@ export class Broker {
     return this.stats.pendingCommits > this.config.highWater || this.ingest.logFull();
   }
 
-  private pause(client: Client): void {
-    const sock = (client as any).conn as Socket | undefined;
-    if (!sock || this.paused.has(sock) || typeof sock.pause !== 'function') return;
-    sock.pause();
-    this.paused.add(sock);
-    this.stats.pauses++;
-    this.stats.pausedSockets = this.paused.size;
-  }
-
-  private resumeAll(): void {
-    if (this.paused.size === 0) return;
-    for (const s of this.paused) s.resume();
-    this.paused.clear();
-    this.stats.pausedSockets = 0;
+  /** Back under `lowWater`: complete the held publishes (their PUBACKs go out, their clients are read again). */
+  private releaseHeld(): void {
+    const held = this.held;
+    if (held === undefined) return;
+    this.held = undefined;
+    this.stats.heldPublishes = 0;
+    for (const done of held) done();
   }
 
   /**
@@ -480,7 +488,7 @@ export class Broker {
   async stop(): Promise<void> {
     if (!this.server) return;
     clearInterval(this.registryTimer);
-    this.resumeAll();
+    this.releaseHeld();
     this.releaseShed();
     const closed = [this.server, ...(this.tlsServer ? [this.tlsServer] : [])].map((srv) => new Promise<void>((resolve) => srv.close(() => resolve())));
     // close() waits for connections to end; aedes.close() ends those of clients past CONNECT, and

@@ -126,6 +126,7 @@ function decodeSingleMetric(buf: Uint8Array, metric: string): DecodedPayload {
 }
 
 const KNOWN_KEYS = new Set(['v', 'ts', 'values', 'seq', 'tags']);
+const EMPTY_VALUES: Values = Object.freeze({}) as Values;
 
 /**
  * Metric and tag names that passed METRIC_NAME_RE (= TAG_KEY_RE) and the reserved list. A fleet
@@ -159,7 +160,7 @@ export function validatePayload(doc: unknown, limits: PayloadLimits = DEFAULT_PA
   for (const key in doc) {
     if (Object.hasOwn(doc, key) && !KNOWN_KEYS.has(key)) throw bad(`unknown field "${truncate(key, 40)}" (allowed: v, ts, values, seq, tags)`);
   }
-  const out: DecodedPayload = { values: {} };
+  const out: DecodedPayload = { values: EMPTY_VALUES };
   if (doc.ts !== undefined) {
     if (typeof doc.ts !== 'number' || !Number.isSafeInteger(doc.ts) || doc.ts < 0) {
       throw bad('"ts" must be a non-negative integer: event time in milliseconds since the epoch');
@@ -174,15 +175,16 @@ export function validatePayload(doc: unknown, limits: PayloadLimits = DEFAULT_PA
   const names = Object.keys(doc.values);
   if (names.length === 0) throw bad('"values" must hold at least one metric');
   if (names.length > limits.maxMetrics) throw bad(`"values" holds ${names.length} metrics, more than the limit of ${limits.maxMetrics}`);
+  const values = doc.values;
   for (const name of names) {
     if (!goodName(name)) {
       throw bad(`bad metric name "${truncate(name, 40)}": must match [A-Za-z][A-Za-z0-9_.-]{0,63} and not be reserved`);
     }
-    const v = doc.values[name];
-    if (typeof v === 'boolean') out.values[name] = v;
-    else if (typeof v === 'number' && Number.isFinite(v)) out.values[name] = v;
-    else throw bad(`metric "${name}" must be a finite number or a boolean`);
+    const v = values[name];
+    if (typeof v !== 'boolean' && !(typeof v === 'number' && Number.isFinite(v))) throw bad(`metric "${name}" must be a finite number or a boolean`);
   }
+  // Every entry checked: the decoder's own fresh object is the reading's values (no copy per reading).
+  out.values = values as Values;
   if (doc.tags !== undefined) {
     if (!isPlainObject(doc.tags)) throw bad('"tags" must be a map of string to string');
     const keys = Object.keys(doc.tags);

@@ -135,6 +135,32 @@ describe('gateway forwarding', () => {
     expect(gw.forwarder.stats.circuit).toBe('closed');
   });
 
+  it('backpressure: past highWater pending commits, committed publishes are held (PUBACK and next read delayed) until fewer than lowWater are pending', async () => {
+    // Commits are made to wait for real: the cloud is down and the log's quota is nearly used up
+    // ('block'), so new readings stay pending until acks free space; then they commit one by one.
+    let failing = true;
+    cloud.script = () => (failing ? { status: 503, body: { error: 'down' }, headers: { 'retry-after': '0' } } : undefined);
+    gw = await startGateway({
+      log: { sync: 'never', maxGroup: 1, quotaBytes: 4000, reserveBytes: 0, whenFull: 'block' },
+      broker: { highWater: 20, lowWater: 10 },
+    });
+    const filler = await connect('filler');
+    let n = 0;
+    while (!gw.log.isFull(400)) await filler.publishAsync('devices/f/telemetry', reading(++n), { qos: 1 });
+    const devs = await Promise.all(Array.from({ length: 30 }, (_, i) => connect(`bp${i}`)));
+    const pendingAtPuback: number[] = [];
+    const acks = devs.map((c, i) => c.publishAsync(`devices/bp${i}/telemetry`, reading(1), { qos: 1 }).then(() => pendingAtPuback.push(gw.broker.stats.pendingCommits)));
+    await until('the readings pending on the full log, past highWater', () => gw.broker.stats.pendingCommits > 20);
+    expect(gw.broker.stats.holds).toBe(1);
+    failing = false;
+    await Promise.all(acks);
+    // Without the hold the first of these PUBACKs would go out with ~29 commits still pending.
+    expect(pendingAtPuback).toHaveLength(30);
+    expect(Math.max(...pendingAtPuback)).toBeLessThan(10);
+    expect(gw.broker.stats.heldPublishes).toBe(0);
+    await until('everything at the cloud', () => cloud.records.size === n + 30);
+  });
+
   it('resends from the expected sequence after a 409 gap', async () => {
     gw = await startGateway();
     const c = await connect('d1');
