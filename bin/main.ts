@@ -22,6 +22,9 @@ program
   .name('sluice')
   .description('Edge-to-cloud telemetry: MQTT devices → durable edge gateway → cloud ingest → InfluxDB')
   .showHelpAfterError()
+  // Options belong to the command they follow (`sluice gateway status --http …` is the status
+  // command's --http, not the gateway's).
+  .enablePositionalOptions()
   .version('0.1.0');
 
 const wanted = process.argv[2];
