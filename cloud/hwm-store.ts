@@ -15,6 +15,9 @@
  *   gateway), so two concurrent requests of one gateway never interleave between reading the mark,
  *   writing points and storing the new mark. Different gateways run concurrently.
  * - `planBatch` is the pure decision rule (gap / replay / write the new part); see its doc comment.
+ * - Marks read or stored are also kept in memory (a few bytes per gateway incarnation), so a batch
+ *   does not read LevelDB for them again: this process is the only writer of the database (LevelDB's
+ *   lock), and a mark is cached only after LevelDB has it, so the copy never runs ahead of the disk.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -37,6 +40,8 @@ export type SublevelOp =
 export class HwmStore {
   private db: Level<string, StoredMark> | undefined;
   private readonly chains = new Map<string, Promise<unknown>>();
+  /** Stored marks by key, as LevelDB holds them (see the module comment). */
+  private readonly marks = new Map<string, number>();
 
   constructor(private readonly dataDir: string) {}
 
@@ -53,6 +58,7 @@ export class HwmStore {
     await Promise.allSettled([...this.chains.values()]);
     const db = this.db;
     this.db = undefined;
+    this.marks.clear();
     await db?.close();
   }
 
@@ -72,7 +78,13 @@ export class HwmStore {
 
   /** Stored high-water mark of (gw, inc), or undefined when this replica never saw the pair. */
   async lookup(gw: string, inc: string): Promise<number | undefined> {
-    const v = await this.open_().get(this.key(gw, inc));
+    const key = this.key(gw, inc);
+    const known = this.marks.get(key);
+    if (known !== undefined) return known;
+    const db = this.open_();
+    const v = await db.get(key);
+    // Not if a set() stored a mark meanwhile (reads and writes may interleave) or the store closed.
+    if (v !== undefined && this.db === db && !this.marks.has(key)) this.marks.set(key, v.hw);
     return v?.hw;
   }
 
@@ -83,13 +95,12 @@ export class HwmStore {
    */
   async set(gw: string, inc: string, hw: number, now = Date.now(), ops: SublevelOp[] = []): Promise<void> {
     const db = this.open_();
-    const cur = (await db.get(this.key(gw, inc)))?.hw ?? 0;
+    const key = this.key(gw, inc);
+    const cur = this.marks.get(key) ?? (await db.get(key))?.hw ?? 0;
     if (hw < cur) throw new Error(`high-water mark of ${gw}/${inc} would go back from ${cur} to ${hw}`);
-    if (ops.length === 0) {
-      await db.put(this.key(gw, inc), { hw, at: now }, { sync: true });
-      return;
-    }
-    await db.batch([{ type: 'put', key: this.key(gw, inc), value: { hw, at: now } }, ...(ops as any[])], { sync: true });
+    if (ops.length === 0) await db.put(key, { hw, at: now }, { sync: true });
+    else await db.batch([{ type: 'put', key, value: { hw, at: now } }, ...(ops as any[])], { sync: true });
+    if (this.db === db) this.marks.set(key, hw);
   }
 
   /** A JSON-valued sublevel of this store's database (for state committed together with marks). */
