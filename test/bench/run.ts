@@ -125,7 +125,8 @@ interface Stack {
 
 /**
  * The V8 flags deploy/systemd/sluice-gateway.service gives the gateway (NODE_OPTIONS; keep the two equal): a
- * 2 MiB semi-space keeps the young generation from growing to 3 × 16 MiB under load.
+ * 2 MiB semi-space keeps the young generation from growing to 3 × 16 MiB under load. (The old
+ * generation's growth the gateway tunes itself: gateway/cli.ts tuneHeap.)
  */
 const GATEWAY_NODE_FLAGS = ['--max-semi-space-size=2'];
 
