@@ -80,15 +80,20 @@ export interface WireRecord {
   kind: 'raw' | 'agg';
   /** The raw reading's flags (protocols/batch.ts FLAG_*); 0 for aggregates. */
   fl: number;
-  /** The record's CBOR map without `seq`. */
-  map: Buffer;
+  /**
+   * The stored entry the record lies in; its CBOR map without `seq` is `frame[mapStart, end)`.
+   * (Offsets rather than a Buffer view per record: a backlog drains through here at 100k+
+   * records/s, and each view is one more object for the GC.)
+   */
+  frame: Buffer;
+  mapStart: number;
   /**
    * Bytes this record accounts for in the backlog: its own bytes, plus the frame's overhead (magic,
    * key, LevelDB framing) for the first record of a frame, so the sizes of a frame's records add up
    * to what the frame occupies and acks can free exact amounts record by record.
    */
   size: number;
-  /** Where the record sits in its frame (start inclusive, end exclusive); -1 for a legacy entry. */
+  /** Where the record sits in its frame (start inclusive, end exclusive); start is -1 for a legacy entry. */
   start: number;
   end: number;
 }
@@ -210,27 +215,49 @@ export function isLegacyEntry(value: Uint8Array): boolean {
 }
 
 /**
- * Split one LevelDB entry of the record lane into its records: those with sequence > `after` that
- * verify go to `ok`, damaged stretches to `bad`. Never throws. `keySeq` is the entry's key sequence
- * (a frame's last record, a legacy entry's own). With `verify` false checksums are not computed and
- * legacy entries are not decoded: only `seq`, `size`, `start` and `end` are meant (counting at open).
+ * Where parseEntry hands each verified record: its place in `frame` and its header fields, without
+ * an object per record (a backlog drains through here at 100k+ records/s). Return false to stop.
  */
-export function parseEntry(keySeq: number, value: Uint8Array, after: number, ok: WireRecord[], bad: CorruptPiece[], verify = true): void {
+export interface RecordSink {
+  record(frame: Buffer, start: number, mapStart: number, end: number, seq: number, kind: 0 | 1, fl: number, size: number): boolean;
+}
+
+/** A RecordSink that collects WireRecords. */
+export function collect(into: WireRecord[]): RecordSink {
+  return {
+    record(frame, start, mapStart, end, seq, kind, fl, size) {
+      into.push({ seq, kind: kind === 0 ? 'raw' : 'agg', fl, frame, mapStart, size, start, end });
+      return true;
+    },
+  };
+}
+
+/**
+ * Split one LevelDB entry of the record lane into its records: those with sequence > `after` that
+ * verify go to `ok` (an array, or a RecordSink, which may stop the walk), damaged stretches to
+ * `bad`. Never throws. `keySeq` is the entry's key sequence (a frame's last record, a legacy
+ * entry's own). With `verify` false checksums are not computed and legacy entries are not decoded:
+ * only the sequence, size, start and end are meant (counting at open). Returns false if the sink
+ * stopped the walk before the end of the entry.
+ */
+export function parseEntry(keySeq: number, value: Uint8Array, after: number, ok: WireRecord[] | RecordSink, bad: CorruptPiece[], verify = true): boolean {
   const v = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.length);
+  const sink = Array.isArray(ok) ? collect(ok) : ok;
   if (isLegacyEntry(v)) {
-    if (keySeq <= after) return;
+    if (keySeq <= after) return true;
     const size = KEY_BYTES + v.length + ENTRY_OVERHEAD;
     // Counting only: the sequence and size are all that is asked for.
-    if (!verify) return void ok.push({ seq: keySeq, kind: 'raw', fl: 0, map: EMPTY, size, start: -1, end: -1 });
+    if (!verify) return sink.record(EMPTY, -1, 0, 0, keySeq, 0, 0, size);
     let rec: LogRecord;
     try {
       rec = decodeEntry(keySeq, v);
     } catch (err) {
       bad.push({ seq: keySeq, records: 1, reason: (err as SluiceError).message, start: 0, end: v.length, size });
-      return;
+      return true;
     }
-    ok.push(toWire(rec, size));
-    return;
+    // Re-encoded in the current form, so that it is copied into batches like any other record.
+    const piece = encodeRecord(rec.seq, rec);
+    return sink.record(piece, -1, RECORD_HEAD + BODY_HEAD, piece.length, rec.seq, rec.kind === 'raw' ? 0 : 1, rec.kind === 'raw' ? (rec.fl ?? 0) & 0xff : 0, size);
   }
   const count = v.readUInt32BE(4);
   const end = v.length;
@@ -248,7 +275,8 @@ export function parseEntry(keySeq: number, value: Uint8Array, after: number, ok:
   };
   let pos = FRAME_HEAD;
   let i = 0;
-  while (pos < end) {
+  let more = true;
+  while (pos < end && more) {
     const overhead = pos === FRAME_HEAD ? FRAME_OVERHEAD : 0;
     const len = pos + RECORD_HEAD <= end ? v.readUInt32BE(pos) : -1;
     if (len < BODY_HEAD + 1 || pos + RECORD_HEAD + len > end) {
@@ -271,7 +299,7 @@ export function parseEntry(keySeq: number, value: Uint8Array, after: number, ok:
       const seq = v.readUInt32BE(bodyStart) * 0x1_0000_0000 + v.readUInt32BE(bodyStart + 4);
       resolve(seq);
       prevSeq = seq;
-      if (seq > after) ok.push({ seq, kind: v[bodyStart + 8] === 0 ? 'raw' : 'agg', fl: v[bodyStart + 9], map: v.subarray(bodyStart + BODY_HEAD, stop), size, start: pos, end: stop });
+      if (seq > after) more = sink.record(v, pos, bodyStart + BODY_HEAD, stop, seq, v[bodyStart + 8] as 0 | 1, v[bodyStart + 9], size);
     } else {
       const piece = { seq: prevSeq >= 0 ? prevSeq + 1 : NaN, records: 1, reason: 'checksum mismatch', start: pos, end: stop, size };
       damaged.push(piece);
@@ -281,22 +309,17 @@ export function parseEntry(keySeq: number, value: Uint8Array, after: number, ok:
     pos = stop;
     i++;
   }
-  resolve(keySeq + 1);
+  if (more) resolve(keySeq + 1);
   // Damage at or before the position asked for was behind the reader already (acknowledged).
-  for (const d of damaged) if (d.seq > after) bad.push(d);
-}
-
-/** A record as the forwarder sends it, from a decoded legacy record. */
-function toWire(r: LogRecord, size: number): WireRecord {
-  const piece = encodeRecord(r.seq, r);
-  return { seq: r.seq, kind: r.kind, fl: r.kind === 'raw' ? (r.fl ?? 0) : 0, map: piece.subarray(RECORD_HEAD + BODY_HEAD), size, start: -1, end: -1 };
+  for (const d of damaged) if (d.seq > after && d.seq >= 0) bad.push(d);
+  return more;
 }
 
 /** The record behind a WireRecord, decoded (replay, tests, re-stamping). */
 export function decodeWire(r: WireRecord): LogRecord {
   let m: any;
   try {
-    m = cborDecoder.decode(r.map);
+    m = cborDecoder.decode(r.frame.subarray(r.mapStart, r.end));
   } catch (err) {
     throw corrupt(r.seq, `undecodable CBOR: ${(err as Error).message}`);
   }
@@ -311,11 +334,6 @@ export function decodeWire(r: WireRecord): LogRecord {
   return { kind: 'agg', seq: r.seq, dev: m.dev, win: m.win, start: m.start, end: m.end, rev: m.rev, aggs: m.aggs };
 }
 
-/** Whether the forwarder must decode this record to correct its timestamp. */
-export function needsRestamp(r: WireRecord): boolean {
-  return r.kind === 'raw' && (r.fl & FLAG_CLOCK_UNSYNCED) !== 0;
-}
-
 /** CRC-32 (IEEE 802.3, zlib's crc32) lookup table. */
 const CRC_TABLE = (() => {
   const t = new Int32Array(256);
@@ -327,113 +345,120 @@ const CRC_TABLE = (() => {
   return t;
 })();
 
+type Writer = ReturnType<typeof makeWriter>;
+
 /** A growable scratch buffer for encodeRecord (single-threaded: one encode at a time). */
-const w = {
-  buf: Buffer.allocUnsafe(4096),
-  pos: 0,
-  ensure(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
-    this.buf.copy(next, 0, 0, this.pos);
-    this.buf = next;
-  },
-  byte(b: number): void {
-    this.ensure(1);
-    this.buf[this.pos++] = b;
-  },
-  /** A map key of 2, 3 or 4 ASCII characters (text header included). */
-  key2(a: number, b: number): void {
-    this.ensure(3);
-    const u = this.buf;
-    u[this.pos] = 0x62;
-    u[this.pos + 1] = a;
-    u[this.pos + 2] = b;
-    this.pos += 3;
-  },
-  key3(a: number, b: number, c: number): void {
-    this.ensure(4);
-    const u = this.buf;
-    u[this.pos] = 0x63;
-    u[this.pos + 1] = a;
-    u[this.pos + 2] = b;
-    u[this.pos + 3] = c;
-    this.pos += 4;
-  },
-  key4(a: number, b: number, c: number, d: number): void {
-    this.ensure(5);
-    const u = this.buf;
-    u[this.pos] = 0x64;
-    u[this.pos + 1] = a;
-    u[this.pos + 2] = b;
-    u[this.pos + 3] = c;
-    u[this.pos + 4] = d;
-    this.pos += 5;
-  },
-  /** An integer field (ts, dseq, fl) as the batch encoder writes it (protocols/cbor.ts cborInt): a CBOR integer of any size. */
-  int(v: number): void {
-    if (!Number.isSafeInteger(v)) return this.num(v);
-    if (v >= -0x1_0000_0000 && v < 0x1_0000_0000) return this.num(v);
-    this.ensure(9);
-    const neg = v < 0;
-    const m = neg ? -1 - v : v;
-    this.buf[this.pos++] = neg ? 0x3b : 0x1b;
-    this.buf.writeUInt32BE(Math.floor(m / 0x1_0000_0000), this.pos);
-    this.buf.writeUInt32BE(m >>> 0, this.pos + 4);
-    this.pos += 8;
-  },
-  /** Major type header (`major` is the initial byte's top three bits, e.g. 0xa0 for a map). */
-  head(major: number, n: number): void {
-    this.ensure(5);
-    const b = this.buf;
-    if (n < 24) b[this.pos++] = major | n;
-    else if (n < 0x100) {
-      b[this.pos++] = major | 24;
-      b[this.pos++] = n;
-    } else if (n < 0x10000) {
-      b[this.pos++] = major | 25;
-      b.writeUInt16BE(n, this.pos);
-      this.pos += 2;
-    } else {
-      b[this.pos++] = major | 26;
-      b.writeUInt32BE(n, this.pos);
+const w = makeWriter();
+
+/** A growable buffer with the CBOR writing the log and batch bodies need. */
+function makeWriter() {
+  return {
+    buf: Buffer.allocUnsafe(4096),
+    pos: 0,
+    ensure(n: number): void {
+      if (this.pos + n <= this.buf.length) return;
+      const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
+      this.buf.copy(next, 0, 0, this.pos);
+      this.buf = next;
+    },
+    byte(b: number): void {
+      this.ensure(1);
+      this.buf[this.pos++] = b;
+    },
+    /** A map key of 2, 3 or 4 ASCII characters (text header included). */
+    key2(a: number, b: number): void {
+      this.ensure(3);
+      const u = this.buf;
+      u[this.pos] = 0x62;
+      u[this.pos + 1] = a;
+      u[this.pos + 2] = b;
+      this.pos += 3;
+    },
+    key3(a: number, b: number, c: number): void {
+      this.ensure(4);
+      const u = this.buf;
+      u[this.pos] = 0x63;
+      u[this.pos + 1] = a;
+      u[this.pos + 2] = b;
+      u[this.pos + 3] = c;
       this.pos += 4;
-    }
-  },
-  num(v: number): void {
-    // As cbor-x: an integer within ±2^32 is a CBOR integer (−0 becomes 0), anything else a float64.
-    if (Number.isInteger(v) && v >= -0x1_0000_0000 && v < 0x1_0000_0000) {
-      if (v >= 0) this.head(0x00, v);
-      else this.head(0x20, -1 - v);
-      return;
-    }
-    this.ensure(9);
-    this.buf[this.pos++] = 0xfb;
-    this.buf.writeDoubleBE(v, this.pos);
-    this.pos += 8;
-  },
-  str(s: string): void {
-    const len = s.length;
-    // Device ids, metric and tag names are ASCII by the protocol's grammar: copy them by hand.
-    if (len < 24) {
-      this.ensure(1 + len);
+    },
+    key4(a: number, b: number, c: number, d: number): void {
+      this.ensure(5);
+      const u = this.buf;
+      u[this.pos] = 0x64;
+      u[this.pos + 1] = a;
+      u[this.pos + 2] = b;
+      u[this.pos + 3] = c;
+      u[this.pos + 4] = d;
+      this.pos += 5;
+    },
+    /** An integer field (ts, dseq, fl) as the batch encoder writes it (protocols/cbor.ts cborInt): a CBOR integer of any size. */
+    int(v: number): void {
+      if (!Number.isSafeInteger(v)) return this.num(v);
+      if (v >= -0x1_0000_0000 && v < 0x1_0000_0000) return this.num(v);
+      this.ensure(9);
+      const neg = v < 0;
+      const m = neg ? -1 - v : v;
+      this.buf[this.pos++] = neg ? 0x3b : 0x1b;
+      this.buf.writeUInt32BE(Math.floor(m / 0x1_0000_0000), this.pos);
+      this.buf.writeUInt32BE(m >>> 0, this.pos + 4);
+      this.pos += 8;
+    },
+    /** Major type header (`major` is the initial byte's top three bits, e.g. 0xa0 for a map). */
+    head(major: number, n: number): void {
+      this.ensure(5);
       const b = this.buf;
-      const start = this.pos;
-      b[this.pos++] = 0x60 | len;
-      let i = 0;
-      for (; i < len; i++) {
-        const c = s.charCodeAt(i);
-        if (c >= 0x80) break;
-        b[this.pos++] = c;
+      if (n < 24) b[this.pos++] = major | n;
+      else if (n < 0x100) {
+        b[this.pos++] = major | 24;
+        b[this.pos++] = n;
+      } else if (n < 0x10000) {
+        b[this.pos++] = major | 25;
+        b.writeUInt16BE(n, this.pos);
+        this.pos += 2;
+      } else {
+        b[this.pos++] = major | 26;
+        b.writeUInt32BE(n, this.pos);
+        this.pos += 4;
       }
-      if (i === len) return;
-      this.pos = start;
-    }
-    const bytes = Buffer.byteLength(s, 'utf8');
-    this.head(0x60, bytes);
-    this.ensure(bytes);
-    this.pos += this.buf.write(s, this.pos, 'utf8');
-  },
-};
+    },
+    num(v: number): void {
+      // As cbor-x: an integer within ±2^32 is a CBOR integer (−0 becomes 0), anything else a float64.
+      if (Number.isInteger(v) && v >= -0x1_0000_0000 && v < 0x1_0000_0000) {
+        if (v >= 0) this.head(0x00, v);
+        else this.head(0x20, -1 - v);
+        return;
+      }
+      this.ensure(9);
+      this.buf[this.pos++] = 0xfb;
+      this.buf.writeDoubleBE(v, this.pos);
+      this.pos += 8;
+    },
+    str(s: string): void {
+      const len = s.length;
+      // Device ids, metric and tag names are ASCII by the protocol's grammar: copy them by hand.
+      if (len < 24) {
+        this.ensure(1 + len);
+        const b = this.buf;
+        const start = this.pos;
+        b[this.pos++] = 0x60 | len;
+        let i = 0;
+        for (; i < len; i++) {
+          const c = s.charCodeAt(i);
+          if (c >= 0x80) break;
+          b[this.pos++] = c;
+        }
+        if (i === len) return;
+        this.pos = start;
+      }
+      const bytes = Buffer.byteLength(s, 'utf8');
+      this.head(0x60, bytes);
+      this.ensure(bytes);
+      this.pos += this.buf.write(s, this.pos, 'utf8');
+    },
+  };
+}
 
 export function decodeEntry(seq: number, value: Uint8Array): LogRecord {
   if (value.length < 5) throw corrupt(seq, 'record shorter than its checksum');
@@ -465,58 +490,110 @@ function corrupt(seq: number, why: string): SluiceError {
 }
 
 /**
- * A batch body (protocols/batch.ts: CBOR map { recs, aggs }) from stored records, by copying their
- * verified map bytes and adding `seq` to each map. `restamp` gets the (rare) records that need
- * their timestamp corrected, decoded; what it returns is encoded with the batch encoder.
+ * Builds a batch body (protocols/batch.ts: CBOR map { recs, aggs }) from stored records as a
+ * RecordSink, by copying their verified map bytes and adding `seq` to each map: no record is
+ * decoded, no object made per record. `restamp` gets the (rare) records stamped while the clock was
+ * unsynchronised, decoded; what it returns is encoded with the batch encoder. One builder per
+ * forwarder, reused batch after batch (its buffer grows to the largest batch and stays).
  */
-export function encodeBatchBody(records: WireRecord[], restamp?: (r: RawRecord) => RawRecord): Buffer {
-  let nRaw = 0;
-  let bytes = 16;
-  for (let i = 0; i < records.length; i++) {
-    if (records[i].kind === 'raw') nRaw++;
-    bytes += records[i].map.length + 16;
+export class BatchBodyBuilder implements RecordSink {
+  /** Records added since reset(). */
+  count = 0;
+  private readonly out: Writer = makeWriter();
+  private raws = 0;
+  /** Aggregates met in a raw lane: written after the raw records, in their own array. */
+  private aggs: WireRecord[] = [];
+
+  constructor(private readonly restamp?: (r: RawRecord) => RawRecord) {
+    this.reset();
   }
-  w.pos = 0;
-  w.ensure(bytes);
-  w.byte(0xa2);
-  w.key4(0x72, 0x65, 0x63, 0x73); // "recs"
-  w.head(0x80, nRaw);
-  for (let i = 0; i < records.length; i++) if (records[i].kind === 'raw') writeWithSeq(records[i], restamp);
-  w.key4(0x61, 0x67, 0x67, 0x73); // "aggs"
-  w.head(0x80, records.length - nRaw);
-  for (let i = 0; i < records.length; i++) if (records[i].kind === 'agg') writeWithSeq(records[i]);
-  return Buffer.from(w.buf.subarray(0, w.pos));
+
+  reset(): void {
+    this.count = 0;
+    this.raws = 0;
+    this.aggs = [];
+    // Room for the map header, "recs" and the largest array header, written once the count is known.
+    this.out.pos = HEAD_ROOM;
+  }
+
+  record(frame: Buffer, start: number, mapStart: number, end: number, seq: number, kind: 0 | 1, fl: number, size: number): boolean {
+    this.count++;
+    if (kind === 1) {
+      this.aggs.push({ seq, kind: 'agg', fl, frame, mapStart, size, start, end });
+      return true;
+    }
+    this.raws++;
+    if (this.restamp && (fl & FLAG_CLOCK_UNSYNCED) !== 0) {
+      const { kind: _k, ...rec } = decodeWire({ seq, kind: 'raw', fl, frame, mapStart, size, start, end }) as Extract<LogRecord, { kind: 'raw' }>;
+      const fixed = this.restamp(rec);
+      const m = cborEncoder.encode({ ...fixed, seq: cborInt(fixed.seq), ts: cborInt(fixed.ts), ...(fixed.dseq === undefined ? {} : { dseq: cborInt(fixed.dseq) }) });
+      this.out.ensure(m.length);
+      this.out.buf.set(m, this.out.pos);
+      this.out.pos += m.length;
+      return true;
+    }
+    writeWithSeq(this.out, frame, mapStart, end, seq);
+    return true;
+  }
+
+  add(r: WireRecord): void {
+    this.record(r.frame, r.start, r.mapStart, r.end, r.seq, r.kind === 'raw' ? 0 : 1, r.fl, r.size);
+  }
+
+  /**
+   * The body: a view of the builder's buffer, valid until its next reset() (encodeBatchEnvelope
+   * copies it into the request).
+   */
+  finish(): Buffer {
+    const o = this.out;
+    const recsEnd = o.pos;
+    o.key4(0x61, 0x67, 0x67, 0x73); // "aggs"
+    o.head(0x80, this.aggs.length);
+    for (const a of this.aggs) writeWithSeq(o, a.frame, a.mapStart, a.end, a.seq);
+    // The head, now that the number of raw records is known, right before the first of them.
+    const n = this.raws;
+    const arrayHead = n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+    const begin = HEAD_ROOM - 6 - arrayHead;
+    const end = o.pos;
+    o.pos = begin;
+    o.byte(0xa2);
+    o.key4(0x72, 0x65, 0x63, 0x73); // "recs"
+    o.head(0x80, n);
+    if (o.pos !== HEAD_ROOM || recsEnd > end) throw new Error('batch body header miscounted');
+    return o.buf.subarray(begin, end);
+  }
 }
 
-function writeWithSeq(r: WireRecord, restamp?: (r: RawRecord) => RawRecord): void {
-  if (restamp && needsRestamp(r)) {
-    const { kind: _k, ...rec } = decodeWire(r) as Extract<LogRecord, { kind: 'raw' }>;
-    const fixed = restamp(rec);
-    const m = cborEncoder.encode({ ...fixed, seq: cborInt(fixed.seq), ts: cborInt(fixed.ts), ...(fixed.dseq === undefined ? {} : { dseq: cborInt(fixed.dseq) }) });
-    w.ensure(m.length);
-    w.buf.set(m, w.pos);
-    w.pos += m.length;
-    return;
-  }
-  const map = r.map;
+/** Bytes kept free at the start of a batch body for its header (map, "recs", array of up to 2^32). */
+const HEAD_ROOM = 16;
+
+/** A batch body from records already read (tests, the forwarder's slow path). */
+export function encodeBatchBody(records: WireRecord[], restamp?: (r: RawRecord) => RawRecord): Buffer {
+  const b = new BatchBodyBuilder(restamp);
+  for (const r of records) b.add(r);
+  return b.finish();
+}
+
+/** One stored record map, with `seq` added to it, into `o`. */
+function writeWithSeq(o: Writer, f: Buffer, m: number, end: number, seq: number): void {
   // The stored map's header: its entry count and how many bytes the header takes.
-  const ai = map[0] & 0x1f;
+  const ai = f[m] & 0x1f;
   let n: number;
   let skip: number;
   if (ai < 24) {
     n = ai;
     skip = 1;
   } else if (ai === 24) {
-    n = map[1];
+    n = f[m + 1];
     skip = 2;
   } else {
-    n = map.readUInt16BE(1);
+    n = f.readUInt16BE(m + 1);
     skip = 3;
   }
-  w.ensure(map.length + 16);
-  w.head(0xa0, n + 1);
-  w.key3(0x73, 0x65, 0x71); // "seq"
-  w.int(r.seq);
-  map.copy(w.buf, w.pos, skip);
-  w.pos += map.length - skip;
+  o.ensure(end - m + 16);
+  o.head(0xa0, n + 1);
+  o.key3(0x73, 0x65, 0x71); // "seq"
+  o.int(seq);
+  f.copy(o.buf, o.pos, m + skip, end);
+  o.pos += end - m - skip;
 }

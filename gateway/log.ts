@@ -47,8 +47,11 @@ import {
   FRAME_MAX_BYTES,
   FRAME_OVERHEAD,
   KEY_BYTES,
+  collect,
   parseEntry,
   recordKey,
+  type BatchBodyBuilder,
+  type RecordSink,
   seqOfKey,
   seqOfPiece,
   type CorruptPiece,
@@ -170,6 +173,64 @@ const LINGER_BELOW = 64;
 const SYNC_WRITE = { sync: true } as any;
 const NO_SYNC_WRITE = { sync: false } as any;
 
+/**
+ * (sequence, size) of the records handed to the forwarder and not yet acked, in sequence order: a
+ * queue on a growable Float64Array. A backlog drains through it at 100k+ records/s; an array
+ * spliced on every ack allocated a large object each time, and with the gateway's tight heap
+ * growth (gateway/cli.ts tuneHeap) those alone kept V8 in back-to-back full collections.
+ */
+export class SizeQueue {
+  private buf = new Float64Array(2048);
+  private head = 0;
+  private tail = 0;
+
+  get length(): number {
+    return (this.tail - this.head) / 2;
+  }
+
+  push(seq: number, size: number): void {
+    if (this.tail + 2 > this.buf.length) {
+      const live = this.tail - this.head;
+      const next = live + 2 > this.buf.length / 2 ? new Float64Array(this.buf.length * 2) : this.buf;
+      next.set(this.buf.subarray(this.head, this.tail));
+      this.buf = next;
+      this.head = 0;
+      this.tail = live;
+    }
+    this.buf[this.tail] = seq;
+    this.buf[this.tail + 1] = size;
+    this.tail += 2;
+  }
+
+  /** Remove the entries with sequence <= `seq`; their count and total size. */
+  shiftUpTo(seq: number): { records: number; bytes: number } {
+    let records = 0;
+    let bytes = 0;
+    while (this.head < this.tail && this.buf[this.head] <= seq) {
+      records++;
+      bytes += this.buf[this.head + 1];
+      this.head += 2;
+    }
+    if (this.head === this.tail) this.head = this.tail = 0;
+    return { records, bytes };
+  }
+
+  /** Forget the entries with sequence > `seq`. */
+  dropAfter(seq: number): void {
+    while (this.tail > this.head && this.buf[this.tail - 2] > seq) this.tail -= 2;
+  }
+
+  /** Forget one entry. */
+  remove(seq: number): void {
+    for (let i = this.head; i < this.tail; i += 2) {
+      if (this.buf[i] !== seq) continue;
+      this.buf.copyWithin(i, i + 2, this.tail);
+      this.tail -= 2;
+      return;
+    }
+  }
+}
+
 /** Tell every record of a group how its commit went; one throwing callback cannot starve the rest. */
 function settle(group: Pending[], err: Error | null): void {
   for (let i = 0; i < group.length; i++) {
@@ -208,7 +269,7 @@ export class DurableLog {
   private diskTimer: NodeJS.Timeout | null = null;
   private diskLimitBytes = Number.POSITIVE_INFINITY;
   /** Sequence and size of each record read but not acked, in order (flat pairs): lets ack() subtract exact sizes. */
-  private readSizes: number[] = [];
+  private readonly readSizes = new SizeQueue();
   private readUpTo = 0;
   private spaceWaiters: Array<() => void> = [];
   private deadLetterSeq = 0;
@@ -643,14 +704,46 @@ export class DurableLog {
     return { records, upTo: r.upTo, quarantined: r.quarantined };
   }
 
-  /** read() as stored, not decoded: what the forwarder copies into batches. */
+  /** read() as stored, not decoded. */
   async readWire(after: number, limit: number, maxBytes = 8 * 1024 * 1024): Promise<WireReadResult> {
+    const records: WireRecord[] = [];
+    const r = await this.scanForward(after, limit, maxBytes, collect(records));
+    return { records, upTo: r.upTo, quarantined: r.quarantined };
+  }
+
+  /**
+   * read() straight into a batch body: what the forwarder sends. No object per record (see
+   * BatchBodyBuilder); `body.count` records were added.
+   */
+  async readBatch(after: number, limit: number, maxBytes: number, body: BatchBodyBuilder): Promise<{ upTo: number; quarantined: number[] }> {
+    body.reset();
+    return this.scanForward(after, limit, maxBytes, body);
+  }
+
+  /**
+   * Hand the records with sequence > `after` to `sink`, in order, up to `limit` records or about
+   * `maxBytes`; quarantine damaged ones on the way. Returns the highest sequence examined.
+   */
+  private async scanForward(after: number, limit: number, maxBytes: number, sink: RecordSink): Promise<{ upTo: number; quarantined: number[] }> {
     // Never below the cursor: acked records may still be on disk (retained, or not yet deleted).
     if (after < this.cursor) after = this.cursor;
-    const records: WireRecord[] = [];
     const quarantined: number[] = [];
     let upTo = after;
     let bytes = 0;
+    let count = 0;
+    const sizes = this.readSizes;
+    const track: RecordSink = {
+      record: (frame, start, mapStart, end, seq, kind, fl, size) => {
+        sink.record(frame, start, mapStart, end, seq, kind, fl, size);
+        upTo = seq;
+        if (seq > this.readUpTo) {
+          sizes.push(seq, size);
+          this.readUpTo = seq;
+        }
+        bytes += size;
+        return ++count < limit && bytes < maxBytes;
+      },
+    };
     // nextv() fetches many entries per call: one promise per chunk, not one per entry.
     const it = this.db.iterator({ gt: this.rk(after), lt: this.rEnd });
     const bad: CorruptPiece[] = [];
@@ -660,33 +753,17 @@ export class DurableLog {
         if (entries.length === 0) break;
         for (const [key, value] of entries) {
           const keySeq = seqOfKey(key);
-          const from = records.length;
-          parseEntry(keySeq, value, after, records, bad);
-          if (bad.length > 0) {
-            for (const q of await this.quarantinePieces(key, value, bad.splice(0))) quarantined.push(q);
-            if (records.length === from) upTo = Math.max(upTo, keySeq);
-          }
-          for (let i = from; i < records.length; i++) {
-            const r = records[i];
-            upTo = r.seq;
-            if (r.seq > this.readUpTo) {
-              this.readSizes.push(r.seq, r.size);
-              this.readUpTo = r.seq;
-            }
-            bytes += r.size;
-            if (i + 1 >= limit || bytes >= maxBytes) {
-              records.length = i + 1;
-              break outer;
-            }
-          }
-          if (records.length > from) upTo = Math.max(upTo, records[records.length - 1].seq);
-          for (const q of quarantined) if (q > upTo) upTo = q;
+          const whole = parseEntry(keySeq, value, after, track, bad);
+          if (bad.length > 0) for (const q of await this.quarantinePieces(key, value, bad.splice(0))) quarantined.push(q);
+          // Everything up to the entry's key was looked at (its key bounds its sequences).
+          if (whole) upTo = Math.max(upTo, keySeq);
+          if (!whole || count >= limit || bytes >= maxBytes) break outer;
         }
       }
     } finally {
       await it.close();
     }
-    return { records, upTo, quarantined };
+    return { upTo, quarantined };
   }
 
   /**
@@ -742,14 +819,9 @@ export class DurableLog {
         parseEntry(seqOfKey(key), value, seq - 1, ok, [], false);
         const r = ok.find((x) => x.seq === seq);
         if (!r) continue;
-        await this.quarantinePieces(key, value, [{ seq, records: 1, reason, start: r.start, end: r.end === -1 ? value.length : r.end, size: r.size }], reason);
+        await this.quarantinePieces(key, value, [{ seq, records: 1, reason, start: r.start, end: r.start === -1 ? value.length : r.end, size: r.size }], reason);
         // If the forwarder already read it, forget its size so ack() does not count it twice.
-        for (let i = 0; i < this.readSizes.length; i += 2) {
-          if (this.readSizes[i] === seq) {
-            this.readSizes.splice(i, 2);
-            break;
-          }
-        }
+        this.readSizes.remove(seq);
       }
     }
   }
@@ -767,15 +839,7 @@ export class DurableLog {
     if (seq <= this.cursor) return;
     await this.db.put(this.cursorKey, Buffer.from(String(seq)), { sync: this.config.sync === 'always' } as any);
     this.cursor = seq;
-    let freedRecords = 0;
-    let freedBytes = 0;
-    let i = 0;
-    while (i < this.readSizes.length && this.readSizes[i] <= seq) {
-      freedRecords++;
-      freedBytes += this.readSizes[i + 1];
-      i += 2;
-    }
-    this.readSizes.splice(0, i);
+    let { records: freedRecords, bytes: freedBytes } = this.readSizes.shiftUpTo(seq);
     if (this.readUpTo < seq) {
       // Acked past what we read (cannot normally happen): recount that stretch from disk.
       for await (const r of this.stored(this.readUpTo, false)) {
@@ -850,9 +914,7 @@ export class DurableLog {
   /** Forget what was handed out after `seq` (the forwarder will read it again, e.g. after a 409). */
   rewind(seq: number): void {
     if (seq < this.cursor) seq = this.cursor;
-    let keep = 0;
-    while (keep < this.readSizes.length && this.readSizes[keep] <= seq) keep += 2;
-    this.readSizes.length = keep;
+    this.readSizes.dropAfter(seq);
     this.readUpTo = Math.max(seq, this.cursor);
   }
 

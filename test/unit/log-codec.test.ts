@@ -183,6 +183,22 @@ describe('log codec', () => {
     );
   });
 
+  it('array headers of every size: 0, 23, 24, 255, 256 and 65,536 records, aggregates among them', () => {
+    for (const n of [0, 23, 24, 255, 256, 65_536]) {
+      const entries: LogEntry[] = Array.from({ length: n }, (_, i) => ({ kind: 'raw', dev: `d${i % 10}`, ts: 1732200000000 + i, vals: { v: i } }));
+      entries.splice(n >> 1, 0, { kind: 'agg', dev: 'x', win: '1m', start: 1732200000000, end: 1732200060000, rev: 0, aggs: { v: { count: 1, mean: 1 } } });
+      const seqs = entries.map((_, i) => 1 + i);
+      const wires: WireRecord[] = [];
+      // frames of at most FRAME_MAX_BYTES, as the log writes them
+      for (let i = 0; i < entries.length; i += 300) parseEntry(Math.min(i + 300, entries.length), frameOf(seqs.slice(i, i + 300), entries.slice(i, i + 300)), 0, wires, []);
+      const b = decodeBatch(encodeBatchEnvelope({ gw: 'g', inc: 'i', first: 1, last: entries.length }, encodeBatchBody(wires)), { maxBytes: 64 * 1024 * 1024 });
+      expect(b.recs).toHaveLength(n);
+      expect(b.aggs).toHaveLength(1);
+      expect(b.recs.map((r) => r.seq)).toEqual(seqs.filter((s) => s !== (n >> 1) + 1));
+      if (n > 0) expect(b.recs[n - 1]).toEqual({ seq: n + 1, dev: `d${(n - 1) % 10}`, ts: 1732200000000 + n - 1, vals: { v: n - 1 } });
+    }
+  });
+
   it('integers go out as CBOR integers (uint64 for a millisecond timestamp), as the batch encoder writes them', () => {
     const { ok } = parse(2 ** 33, frameOf([2 ** 33], [{ kind: 'raw', dev: 'd', ts: 1732200000123, vals: { v: 1 }, dseq: 2 ** 35 }]), 0);
     const body = encodeBatchBody(ok);
