@@ -124,11 +124,13 @@ interface Stack {
 }
 
 /**
- * The V8 flags deploy/systemd/sluice-gateway.service gives the gateway (NODE_OPTIONS; keep the two equal): a
+ * The V8 flags deploy/systemd/sluice-gateway.service gives the gateway (NODE_OPTIONS, MALLOC_ARENA_MAX; keep them equal): a
  * 2 MiB semi-space keeps the young generation from growing to 3 × 16 MiB under load. (The old
  * generation's growth the gateway tunes itself: gateway/cli.ts tuneHeap.)
  */
 const GATEWAY_NODE_FLAGS = ['--max-semi-space-size=2'];
+/** The environment the same unit sets: glibc arenas capped at 2 (LevelDB's threads otherwise each get one). */
+const GATEWAY_ENV = { MALLOC_ARENA_MAX: '2' };
 
 let stackN = 0;
 async function startStack(opts: { cloud?: boolean; gatewayArgs?: string[] } = {}): Promise<Stack> {
@@ -150,7 +152,7 @@ async function startStack(opts: { cloud?: boolean; gatewayArgs?: string[] } = {}
     async stop() { await s.gateway.stop(); await s.cloud?.stop(); },
   };
   if (opts.cloud !== false) await s.startCloud();
-  s.gateway = await startSluice(['gateway', '--id', `gw${n}`, '--mqtt', '127.0.0.1:0', '--http', '127.0.0.1:0', '--data', s.dataDir, '--cloud', s.cloudUrl, '--cloud-token', token, '--allow-anonymous', '--log-level', 'warn', '--max-backoff', '500ms', ...(opts.gatewayArgs ?? [])], GATEWAY_READY, { nodeArgs: GATEWAY_NODE_FLAGS });
+  s.gateway = await startSluice(['gateway', '--id', `gw${n}`, '--mqtt', '127.0.0.1:0', '--http', '127.0.0.1:0', '--data', s.dataDir, '--cloud', s.cloudUrl, '--cloud-token', token, '--allow-anonymous', '--log-level', 'warn', '--max-backoff', '500ms', ...(opts.gatewayArgs ?? [])], GATEWAY_READY, { nodeArgs: GATEWAY_NODE_FLAGS, env: GATEWAY_ENV });
   s.mqttUrl = s.gateway.match[2];
   s.http = s.gateway.match[3];
   return s;
