@@ -17,6 +17,7 @@
 import { encodeBatchEnvelope, type RawRecord } from '../protocols/batch.js';
 import type { DurableLog } from './log.js';
 import { BatchBodyBuilder, encodeBatchBody, type WireRecord } from './log-codec.js';
+import { nodeFetch } from './tls-fetch.js';
 
 export interface ForwarderConfig {
   /** Cloud base URL, e.g. http://127.0.0.1:8080 */
@@ -105,6 +106,7 @@ export class Forwarder {
   private readonly random: () => number;
   /** Correction of records stamped while the gateway clock was unsynchronised (gateway/clock.ts). */
   private readonly restamp?: (rec: RawRecord) => RawRecord;
+  private readonly fetch: typeof fetch;
   /** Where batches are built from the log (reused: its buffer grows to the largest batch). */
   private readonly body: BatchBodyBuilder;
   private readonly onLog: (level: 'warn' | 'error' | 'info', msg: string, extra?: object) => void;
@@ -124,6 +126,7 @@ export class Forwarder {
     this.random = opts.random ?? Math.random;
     this.onLog = opts.onLog ?? (() => undefined);
     this.restamp = opts.restamp;
+    this.fetch = this.config.fetchImpl ?? nodeFetch();
     this.body = new BatchBodyBuilder(opts.restamp);
   }
 
@@ -433,7 +436,7 @@ export class Forwarder {
     this.stats.batchesSent++;
     let res: Response;
     try {
-      res = await (this.config.fetchImpl ?? fetch)(new URL('/api/v1/batches', this.config.cloudUrl), {
+      res = await this.fetch(new URL('/api/v1/batches', this.config.cloudUrl), {
         method: 'POST',
         headers: {
           'content-type': 'application/cbor',

@@ -1,15 +1,16 @@
 /**
- * A `fetch` for the forwarder that trusts a custom CA (`--cloud-ca`): the cloud's certificate is
- * verified against that CA (and the host name), never skipped.
+ * The forwarder's `fetch`: the small subset of fetch it uses (method, headers, a Buffer body,
+ * AbortSignal; status, headers, text/json) over node:http / node:https with keep-alive agents.
  *
- * Node's global fetch (undici) takes a `dispatcher` with CA options only through the `undici`
- * package, which Sluice does not depend on; this is the small subset of fetch the forwarder uses
- * (method, headers, a Buffer body, AbortSignal; status, headers, text/json), over node:https with a
- * keep-alive agent. Responses larger than `maxResponseBytes` are cut off with an error: a hostile
- * endpoint cannot make the gateway buffer without bound.
+ * Why not the global fetch (undici): it copies every request body into a web stream (a 400 KB
+ * batch, 20+ times a second while draining a backlog), and it takes a `dispatcher` with CA options
+ * only through the `undici` package, which Sluice does not depend on. With a custom CA
+ * (`--cloud-ca`) the cloud's certificate is verified against that CA (and the host name), never
+ * skipped. Responses larger than `maxResponseBytes` are cut off with an error: a hostile endpoint
+ * cannot make the gateway buffer without bound.
  */
-import { Agent, request } from 'node:https';
-import type { IncomingHttpHeaders } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 
 function toHeaders(h: IncomingHttpHeaders): Headers {
   const out = new Headers();
@@ -20,12 +21,20 @@ function toHeaders(h: IncomingHttpHeaders): Headers {
   return out;
 }
 
+/** The forwarder's fetch, trusting `ca` for https (`--cloud-ca`). */
 export function fetchWithCa(ca: Buffer | string, opts: { maxResponseBytes?: number } = {}): typeof fetch {
-  const agent = new Agent({ ca, keepAlive: true, maxSockets: 4 });
+  return nodeFetch({ ...opts, ca });
+}
+
+/** The forwarder's fetch over node:http(s); with `ca`, https URLs are verified against it. */
+export function nodeFetch(opts: { ca?: Buffer | string; maxResponseBytes?: number } = {}): typeof fetch {
+  const https = new HttpsAgent({ ...(opts.ca === undefined ? {} : { ca: opts.ca }), keepAlive: true, maxSockets: 4 });
+  const http = new HttpAgent({ keepAlive: true, maxSockets: 4 });
   const maxResponse = opts.maxResponseBytes ?? 1024 * 1024;
   const impl = (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
     const url = new URL(typeof input === 'string' || input instanceof URL ? input : input.url);
-    if (url.protocol !== 'https:') return fetch(input, init);
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') return fetch(input, init);
+    const [request, agent] = url.protocol === 'https:' ? [httpsRequest, https] : [httpRequest, http];
     const headers: Record<string, string> = {};
     new Headers(init.headers).forEach((v, k) => (headers[k] = v));
     const body = init.body as Buffer | Uint8Array | string | undefined | null;
