@@ -126,9 +126,10 @@ interface Stack {
 /**
  * The V8 flags deploy/systemd/sluice-gateway.service gives the gateway (NODE_OPTIONS, MALLOC_ARENA_MAX; keep them equal): a
  * 2 MiB semi-space keeps the young generation from growing to 3 × 16 MiB under load. (The old
- * generation's growth the gateway tunes itself: gateway/cli.ts tuneHeap.)
+ * generation's growth the gateway tunes itself: gateway/cli.ts tuneHeap.) SLUICE_BENCH_NODE_FLAGS
+ * adds flags for an A/B run, e.g. `--heap-growing-percent=0` turns that tuning off.
  */
-const GATEWAY_NODE_FLAGS = ['--max-semi-space-size=2'];
+const GATEWAY_NODE_FLAGS = ['--max-semi-space-size=2', ...(process.env.SLUICE_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)];
 /** The environment the same unit sets: glibc arenas capped at 2 (LevelDB's threads otherwise each get one). */
 const GATEWAY_ENV = { MALLOC_ARENA_MAX: '2' };
 
