@@ -54,7 +54,7 @@ export const DEFAULT_FORWARDER_CONFIG: Omit<ForwarderConfig, 'cloudUrl' | 'token
   maxBackoffMs: 30_000,
   breakerThreshold: 5,
   breakerCooldownMs: 30_000,
-  lingerMs: 50,
+  lingerMs: 100,
   maxInFlight: 3,
 };
 

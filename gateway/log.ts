@@ -108,9 +108,10 @@ export const DEFAULT_LOG_CONFIG: Omit<LogConfig, 'dir'> = {
   syncIntervalMs: 1000,
   maxGroup: 2000,
   // At 1,000 devices × 1 reading/s, 2 ms made groups of ~3 readings (an fsync, a LevelDB write
-  // and a wake-up each); 5 ms about halves the commits for ≤ 3 ms more PUBACK delay. It applies
-  // only at low rates: after a group of LINGER_BELOW or more the next one is written at once.
-  commitLingerMs: 5,
+  // and a wake-up each); 10 ms (with the forwarder's 100 ms linger) cut the gateway's CPU per
+  // reading by ~20 % against 5 ms / 50 ms, for ≤ 10 ms more PUBACK delay. It applies only at low
+  // rates: after a group of LINGER_BELOW or more the next one is written at once.
+  commitLingerMs: 10,
   quotaBytes: 1024 * 1024 * 1024,
   reserveBytes: 64 * 1024 * 1024,
   whenFull: 'block',
