@@ -205,11 +205,6 @@ export function encodeFrame(pieces: Buffer[], from: number, to: number, bytes: n
   return out;
 }
 
-/** Sequence stored in a record piece (encodeRecord output). */
-export function seqOfPiece(piece: Buffer): number {
-  return piece.readUInt32BE(RECORD_HEAD) * 0x1_0000_0000 + piece.readUInt32BE(RECORD_HEAD + 4);
-}
-
 export function isLegacyEntry(value: Uint8Array): boolean {
   return value.length < FRAME_HEAD || value[4] === 0x87 || ((value[0] << 24) | (value[1] << 16) | (value[2] << 8) | value[3]) >>> 0 !== MAGIC;
 }
