@@ -103,7 +103,7 @@ export function encodeBatchEnvelope(b: { v?: number; gw: string; inc: string; fi
   const n = body.length;
   const bodyHead = n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
   const out = Buffer.allocUnsafe(head.length + 5 + bodyHead + n + 4 + 5);
-  head.copy(out, 0);
+  out.set(head, 0);
   out[0] = 0xa7;
   let pos = head.length;
   out.write('\x64body', pos, 'latin1');
