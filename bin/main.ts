@@ -7,7 +7,11 @@ import { Command } from 'commander';
 
 type Register = (program: Command) => void;
 const modules: Record<string, () => Promise<{ register: Register }>> = {
-  gateway: () => import('../gateway/cli.js'),
+  gateway: async () => {
+    // Before aedes and mqtt-packet are loaded: their per-packet debug calls cost the broker dearly.
+    (await import('../gateway/quiet-debug.js')).quietDebug();
+    return import('../gateway/cli.js');
+  },
   cloud: () => import('../cloud/cli.js'),
   sim: () => import('../devices-sim/cli.js'),
   query: () => import('../cloud/query-cli.js'),
