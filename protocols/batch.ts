@@ -101,46 +101,39 @@ export function encodeBatchEnvelope(b: { v?: number; gw: string; inc: string; fi
   // cbor-x, its map header raised from 5 to 7 entries, then "body" and "crc" written here.
   const head = encoder.encode({ v: b.v ?? BATCH_VERSION, gw: b.gw, inc: b.inc, first: cborInt(b.first), last: cborInt(b.last) });
   const n = body.length;
-  const bodyHead = n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
-  const out = Buffer.allocUnsafe(head.length + 5 + bodyHead + n + 4 + 5);
+  const out = Buffer.allocUnsafe(head.length + 5 + 5 + n + 4 + 5);
   out.set(head, 0);
   out[0] = 0xa7;
   let pos = head.length;
   out.write('\x64body', pos, 'latin1');
-  pos += 5;
-  if (bodyHead === 1) out[pos++] = 0x40 | n;
-  else if (bodyHead === 2) {
-    out[pos++] = 0x58;
-    out[pos++] = n;
-  } else if (bodyHead === 3) {
-    out[pos++] = 0x59;
-    out.writeUInt16BE(n, pos);
-    pos += 2;
-  } else {
-    out[pos++] = 0x5a;
-    out.writeUInt32BE(n, pos);
-    pos += 4;
-  }
+  pos = writeCborHead(out, pos + 5, 0x40, n);
   out.set(body, pos);
   pos += n;
   out.write('\x63crc', pos, 'latin1');
-  pos += 4;
   // crc as cbor-x writes an unsigned integer: the shortest form.
-  const crc = crc32(body);
-  if (crc < 24) out[pos++] = crc;
-  else if (crc < 0x100) {
-    out[pos++] = 0x18;
-    out[pos++] = crc;
-  } else if (crc < 0x10000) {
-    out[pos++] = 0x19;
-    out.writeUInt16BE(crc, pos);
-    pos += 2;
-  } else {
-    out[pos++] = 0x1a;
-    out.writeUInt32BE(crc, pos);
-    pos += 4;
-  }
+  pos = writeCborHead(out, pos + 4, 0x00, crc32(body));
   return out.subarray(0, pos);
+}
+
+/** A CBOR head (`major`: 0x00 unsigned, 0x40 byte string, …) of minimal size for `n` < 2^32; returns the position after it. */
+function writeCborHead(out: Buffer, pos: number, major: number, n: number): number {
+  if (n < 24) {
+    out[pos] = major | n;
+    return pos + 1;
+  }
+  if (n < 0x100) {
+    out[pos] = major | 24;
+    out[pos + 1] = n;
+    return pos + 2;
+  }
+  if (n < 0x10000) {
+    out[pos] = major | 25;
+    out.writeUInt16BE(n, pos + 1);
+    return pos + 3;
+  }
+  out[pos] = major | 26;
+  out.writeUInt32BE(n, pos + 1);
+  return pos + 5;
 }
 
 function bad(message: string): SluiceError {

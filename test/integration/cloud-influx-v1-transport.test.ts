@@ -8,7 +8,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InfluxV1Writer } from '../../cloud/influx-v1.js';
-import type { SluiceError } from '../../protocols/errors.js';
+import { caught } from '../support/tmp.js';
 
 interface Seen {
   method: string;
@@ -64,14 +64,6 @@ const ok = (res: ServerResponse) => {
 };
 const writes = (st: Scripted) => st.seen.filter((s) => s.url.startsWith('/write'));
 
-async function caught(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as SluiceError;
-  }
-  throw new Error('expected a rejection');
-}
 
 async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countPoints, freePort, influxQuery, startInfluxd, type InfluxdHandle } from '../../deploy/influxd.js';
 import { InfluxV1Writer, toLine } from '../../cloud/influx-writer.js';
 import { aggToPoint, rawToPoint } from '../../cloud/points.js';
-import type { SluiceError } from '../../protocols/errors.js';
+import { caught } from '../support/tmp.js';
 
 let influx: InfluxdHandle;
 
@@ -24,14 +24,6 @@ async function queryNs(db: string, q: string): Promise<any[][]> {
   return body.results?.[0]?.series?.[0]?.values ?? [];
 }
 
-async function caught(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as SluiceError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('InfluxV1Writer', () => {
   it('creates the database on start', async () => {

@@ -6,8 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startInfluxd, waitFor, type InfluxdHandle } from '../../deploy/influxd.js';
 import { InfluxV2Writer, toLine } from '../../cloud/influx-writer.js';
 import { aggToPoint, rawToPoint } from '../../cloud/points.js';
-import type { SluiceError } from '../../protocols/errors.js';
 import { startVictoriaMetrics, victoriaExport, type VictoriaHandle } from '../support/cloud-victoria.js';
+import { caught } from '../support/tmp.js';
 
 let vm: VictoriaHandle;
 
@@ -18,14 +18,6 @@ afterAll(async () => {
   await vm?.stop();
 });
 
-async function caught(p: Promise<unknown>): Promise<SluiceError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as SluiceError;
-  }
-  throw new Error('expected a rejection');
-}
 
 const cfg = () => ({ api: 2 as const, url: vm.url, org: 'sluice-org', bucket: 'sluice', token: 'secret-token' });
 
