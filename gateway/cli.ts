@@ -33,9 +33,6 @@ export function register(program: Command): void {
   registerDeviceCommands(program);
   const gw = program
     .command('gateway')
-    // `sluice gateway status --http …` and `dead-letter --data …`: options after a subcommand are
-    // the subcommand's, not the gateway's own --http/--data.
-    .enablePositionalOptions()
     .description('run the edge gateway: MQTT broker → durable log → cloud forwarder')
     .option('--config <file>', 'YAML config file (flags override it)')
     .option('--id <id>', 'gateway id at the cloud')

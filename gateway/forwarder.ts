@@ -3,16 +3,17 @@
  * to the cloud. The log cursor advances only on the cloud's ack; nothing is deleted before that.
  *
  * Guarantees
- * - Batches go out in order, one at a time: batch N+1 is sent only after batch N was acked, so the
- *   cloud never sees a gap it did not cause. (A batch always starts right after the last acked
- *   sequence; records evicted or quarantined locally fall inside its [first, last] range.)
+ * - Batches go out in order and are acknowledged in order: normally one at a time; while catching up
+ *   on a backlog up to `maxInFlight` consecutive batches are on the wire, and the cloud commits them
+ *   in sequence. (A batch always starts right after the previous one; records evicted or
+ *   quarantined locally fall inside its [first, last] range.)
  * - Response classes (telegraf-style): 200 ack → advance; 409 gap → resend from the cloud's expected
  *   sequence; 413 → halve the batch and resend; 400 → bisect to the bad records, quarantine them and
  *   send the rest; 401/403 → retry slowly (configuration error, loudly logged); 429/5xx/network →
  *   exponential backoff with jitter, honouring Retry-After.
  * - Circuit breaker: after `breakerThreshold` consecutive failures the circuit opens and only one
  *   probe is sent per `breakerCooldownMs`, so a dead cloud is not hammered.
- * - Never runs two sends concurrently; stop() waits for the current one (bounded by the timeout).
+ * - stop() waits for the batches in flight (bounded by the grace period), then aborts them.
  */
 import { encodeBatchEnvelope, type RawRecord } from '../protocols/batch.js';
 import type { DurableLog } from './log.js';
@@ -237,13 +238,13 @@ export class Forwarder {
     // per record lives while a batch is on the wire (at 100k+ records/s, V8 pretenured such
     // objects and collected the old generation back to back). The slow path (anything but an ack)
     // reads the records again from the log, where they still are.
-    const flights: Array<{ first: number; last: number; count: number; outcome: Promise<SendOutcome> }> = [];
+    const flights: Array<{ last: number; count: number; outcome: Promise<SendOutcome> }> = [];
     let readUpTo = sentUpTo;
     for (;;) {
       while (this.running && flights.length < this.config.maxInFlight && this.log.lastSeq - readUpTo >= this.batchLimit) {
         const { upTo } = await this.log.readBatch(readUpTo, this.batchLimit, this.config.maxBatchBytes, this.body);
         if (upTo <= readUpTo) break;
-        flights.push({ first: readUpTo + 1, last: upTo, count: this.body.count, outcome: this.send(this.envelope(readUpTo + 1, upTo, this.body.finish())) });
+        flights.push({ last: upTo, count: this.body.count, outcome: this.send(this.envelope(readUpTo + 1, upTo, this.body.finish())) });
         readUpTo = upTo;
       }
       const head = flights.shift();
@@ -375,7 +376,10 @@ export class Forwarder {
     this.stats.rejectedRecords += records.length;
     this.count('rejected_by_cloud');
     this.onLog('error', 'cloud rejected records; quarantined', { first, last, reason });
-    await this.log.quarantineRecords(records, `cloud rejected: ${reason}`);
+    await this.log.quarantineSeqs(
+      records.map((r) => r.seq),
+      `cloud rejected: ${reason}`,
+    );
     // An empty batch covering the range advances the cloud's high-water mark past them.
     for (;;) {
       if (!this.running) return;

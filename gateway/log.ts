@@ -138,16 +138,9 @@ export interface LogStats {
   lostToCorruption: number;
 }
 
-export interface ReadResult {
-  records: LogRecord[];
-  /** Highest sequence examined, including quarantined ones; read again after this. */
-  upTo: number;
-  quarantined: number[];
-}
-
-/** read() without decoding: the records as stored, for the forwarder to copy into a batch. */
-export interface WireReadResult {
-  records: WireRecord[];
+/** What read() (LogRecord, decoded) and readWire() (WireRecord, as stored) return. */
+export interface ReadResult<R = LogRecord> {
+  records: R[];
   /** Highest sequence examined, including quarantined ones; read again after this. */
   upTo: number;
   quarantined: number[];
@@ -577,21 +570,21 @@ export class DurableLog {
   private async commitGroups(): Promise<void> {
     while (this.queue.length > 0) {
       const group = this.queue.splice(0, this.config.maxGroup);
-      // The group's frames: runs of records up to FRAME_MAX_BYTES each.
+      // The group's frames: runs of records up to FRAME_MAX_BYTES each (end index, record bytes).
       const pieces = group.map((p) => p.piece);
-      const cuts: number[] = [];
+      const frames: Array<[number, number]> = [];
       let bytes = 0;
       let frameBytes = 0;
       for (let i = 0; i < pieces.length; i++) {
         if (frameBytes > 0 && frameBytes + pieces[i].length > FRAME_MAX_BYTES) {
-          cuts.push(i);
+          frames.push([i, frameBytes]);
           frameBytes = 0;
         }
         if (frameBytes === 0) bytes += FRAME_OVERHEAD;
         frameBytes += pieces[i].length;
         bytes += pieces[i].length;
       }
-      cuts.push(pieces.length);
+      frames.push([pieces.length, frameBytes]);
       if (this.isFull(bytes)) {
         const ok = await this.makeRoom(bytes);
         if (!ok) {
@@ -608,9 +601,7 @@ export class DurableLog {
         // so the buffer encodings pass them through untouched.
         const batch = this.db.batch();
         let from = 0;
-        for (const to of cuts) {
-          let n = 0;
-          for (let i = from; i < to; i++) n += pieces[i].length;
+        for (const [to, n] of frames) {
           batch.put(this.rk(group[to - 1].seq), encodeFrame(pieces, from, to, n));
           from = to;
         }
@@ -704,7 +695,7 @@ export class DurableLog {
   }
 
   /** read() as stored, not decoded. */
-  async readWire(after: number, limit: number, maxBytes = 8 * 1024 * 1024): Promise<WireReadResult> {
+  async readWire(after: number, limit: number, maxBytes = 8 * 1024 * 1024): Promise<ReadResult<WireRecord>> {
     const records: WireRecord[] = [];
     const r = await this.scanForward(after, limit, maxBytes, collect(records));
     return { records, upTo: r.upTo, quarantined: r.quarantined };
@@ -770,7 +761,7 @@ export class DurableLog {
    * reason, and rewrite the entry without them (or delete it when nothing is left), atomically.
    * Returns the sequences quarantined.
    */
-  private async quarantinePieces(key: Buffer, value: Uint8Array, pieces: CorruptPiece[], reason?: string): Promise<number[]> {
+  private async quarantinePieces(key: Buffer, value: Uint8Array, pieces: CorruptPiece[]): Promise<number[]> {
     const v = Buffer.from(value.buffer, value.byteOffset, value.length);
     const ops: Array<{ type: 'put' | 'del'; key: Buffer; value?: Buffer }> = [];
     const seqs: number[] = [];
@@ -778,7 +769,7 @@ export class DurableLog {
     let bytes = 0;
     for (const p of pieces) {
       const stored = v.subarray(Math.max(0, p.start), p.end);
-      ops.push({ type: 'put', key: recordKey(p.seq, this.qPrefix), value: Buffer.from(cbor.encode({ reason: reason ?? p.reason, at: Date.now(), value: stored, records: p.records })) });
+      ops.push({ type: 'put', key: recordKey(p.seq, this.qPrefix), value: Buffer.from(cbor.encode({ reason: p.reason, at: Date.now(), value: stored, records: p.records })) });
       seqs.push(p.seq);
       records += p.records;
       bytes += p.size;
@@ -818,19 +809,11 @@ export class DurableLog {
         parseEntry(seqOfKey(key), value, seq - 1, ok, [], false);
         const r = ok.find((x) => x.seq === seq);
         if (!r) continue;
-        await this.quarantinePieces(key, value, [{ seq, records: 1, reason, start: r.start, end: r.start === -1 ? value.length : r.end, size: r.size }], reason);
+        await this.quarantinePieces(key, value, [{ seq, records: 1, reason, start: r.start, end: r.start === -1 ? value.length : r.end, size: r.size }]);
         // If the forwarder already read it, forget its size so ack() does not count it twice.
         this.readSizes.remove(seq);
       }
     }
-  }
-
-  /** Quarantine records already read (e.g. refused by the cloud with 400). */
-  async quarantineRecords(records: Array<{ seq: number }>, reason: string): Promise<void> {
-    await this.quarantineSeqs(
-      records.map((r) => r.seq),
-      reason,
-    );
   }
 
   /** The cloud durably holds everything up to `seq`: persist the cursor, then drop those records. */
