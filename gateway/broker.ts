@@ -28,6 +28,7 @@
  *   not lost: the device resends it after reconnecting.
  */
 import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
+import mqttPacket from 'mqtt-packet';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { DeviceAuth, type DeviceAuthOptions, type Identity } from './auth.js';
@@ -183,6 +184,10 @@ export class Broker {
     this.auth = new DeviceAuth({ registry: this.registry, allowAnonymous: this.config.allowAnonymous, ...this.config.auth });
     this.rate = new RateLimiter(this.config.publishRate, Math.max(1, this.config.publishBurst));
     const tlsOptions = this.config.tls ? tlsServerOptions(this.config.tls, this.config.connectTimeoutMs) : undefined;
+    // mqtt-packet otherwise builds, on its first packet written, a table of 65,536 two-byte Buffers
+    // (message ids, ~7 MB of heap that stays for the life of the process) to save one tiny
+    // allocation per PUBACK.
+    mqttPacket.writeToStream.cacheNumbers = false;
     this.aedes = await Aedes.createBroker({
       drainTimeout: this.config.drainTimeoutMs,
       connectTimeout: this.config.connectTimeoutMs,

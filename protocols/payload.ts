@@ -105,7 +105,10 @@ export function decodePayload(
   }
   let doc: unknown;
   try {
-    doc = format === 'json' ? JSON.parse(utf8.decode(buf)) : cborDecoder.decode(buf);
+    // cbor-x caches a DataView on the buffer it decodes (a property added to it): decoded from a
+    // throwaway view, so the broker's payload Buffer, retained until the reading's commit, keeps
+    // its shape and does not carry a DataView along.
+    doc = format === 'json' ? JSON.parse(utf8.decode(buf)) : cborDecoder.decode(new Uint8Array(buf.buffer, buf.byteOffset, buf.length));
   } catch (err) {
     throw new SluiceError('SLUICE_BAD_PAYLOAD', `payload is not valid ${format.toUpperCase()}: ${(err as Error).message}`, { cause: err });
   }
