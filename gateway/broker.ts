@@ -10,11 +10,12 @@
  *   poison message forever), counted, dead-lettered, and not forwarded to local subscribers.
  * - Other topics are brokered normally; `$SYS/` is reserved for the broker.
  * - Backpressure: aedes reads a client's next packets only once every packet of its current read
- *   has completed, and a telemetry publish completes at its commit: that paces each client. Across
- *   clients, once more than `highWater` commits are pending, publishes that commit are held (their
- *   PUBACK delayed, and so their client's next read) until the pending commits are back under
- *   `lowWater`: the readings in memory stay bounded however many devices publish. QoS 0 telemetry is shed, counted, only when the log is full or more than
- *   2 × `highWater` commits are pending; a shed publish completes when pending is back under
+ *   has completed, and a QoS 1 telemetry publish completes at its commit: that paces each client.
+ *   (A QoS 0 one completes when queued for commit: nothing waits for its PUBACK.) Across clients,
+ *   once more than `highWater` commits are pending, publishes are held (a PUBACK delayed, and so
+ *   their client's next read) until the pending commits are back under `lowWater`: the readings in
+ *   memory stay bounded however many devices publish. QoS 0 telemetry is shed, counted, only when
+ *   the log is full or more than 2 × `highWater` commits are pending; a shed publish completes when pending is back under
  *   `lowWater` (at most 1 s later), so a flood is slowed, not spun through. A subscriber that
  *   does not drain within `drainTimeoutMs` is disconnected, so it cannot stall the broker.
  * - Security (gateway/README.md "Security"): every client is authenticated at CONNECT (auth.ts:
@@ -34,6 +35,7 @@ import { createServer as createTlsServer, type Server as TlsServer, type TLSSock
 import { DeviceAuth, type DeviceAuthOptions, type Identity } from './auth.js';
 import { DEFAULT_ADMISSION_LIMITS, limitPacketSize, RateLimiter, topicLimitViolation } from './auth-limits.js';
 import type { Ingest } from './ingest.js';
+import { limitReadBatch } from './read-batch.js';
 import { DeviceRegistry } from './registry.js';
 import { tlsServerOptions, verifiedClientCn, type TlsListenConfig } from './tls.js';
 
@@ -48,6 +50,11 @@ export interface BrokerConfig {
   lowWater: number;
   /** ms to wait for a slow subscriber's socket to drain before disconnecting it. */
   drainTimeoutMs: number;
+  /**
+   * Bytes of MQTT packets aedes reads from one client before it waits for them to complete
+   * (read-batch.ts); 0 = whatever the socket buffered. Bounds how far a flood overshoots `highWater`.
+   */
+  readBatchBytes: number;
   /** Largest accepted MQTT packet in bytes. */
   maxPacketBytes: number;
   /** Most simultaneous client connections. */
@@ -86,6 +93,10 @@ export const DEFAULT_BROKER_CONFIG: Omit<BrokerConfig, 'host' | 'port' | 'allowA
   highWater: 8_000,
   lowWater: 4_000,
   drainTimeoutMs: 10_000,
+  // ~60 small publishes. A client with more than that in flight (a bridge, say) waits for a
+  // commit per 8 KiB; with 100 clients the batches can add ~6,000 pending commits over highWater,
+  // which stays under the 2 × highWater where QoS 0 is shed.
+  readBatchBytes: 8192,
   maxPacketBytes: DEFAULT_ADMISSION_LIMITS.maxPacketBytes,
   maxConnections: 10_000,
   shedQos0: true,
@@ -268,6 +279,9 @@ export class Broker {
       this.warnOnce(`packet|${socket.remoteAddress}`, 'MQTT packet over the size limit: connection closed', { remote: socket.remoteAddress, bytes: declared, limit: this.config.maxPacketBytes });
     });
     if (!limited) this.warnOnce('packet-hook', 'cannot enforce maxPacketBytes with this aedes/mqtt-packet version', {});
+    // Bounded read batches: a flood meets the holds in small steps instead of overshooting
+    // highWater by a whole socket buffer per client (hundreds of publishes each).
+    if (this.config.readBatchBytes > 0 && !limitReadBatch(client, this.config.readBatchBytes)) this.warnOnce('batch-hook', 'cannot bound read batches with this aedes/mqtt-packet version', {});
   }
 
   /**
@@ -394,9 +408,9 @@ export class Broker {
     if (packet.qos === 0 && this.config.shedQos0 && this.mustShed()) {
       // Policy: QoS 0 telemetry (which the device does not expect to be confirmed) is shed,
       // counted, when the log is full or the commits pending are past twice `highWater`, so QoS 1
-      // readings keep their room. Below that it is committed like QoS 1: aedes reads a client's
-      // next packets only after its current ones completed, which for an accepted reading is at
-      // its commit, and that paces a flood to the log. Shedding from `highWater` on, answered at
+      // readings keep their room. Below that it is committed like QoS 1, and past `highWater` held
+      // like QoS 1 (aedes reads a client's next packets only after its current ones completed),
+      // which paces a flood to the log. Shedding from `highWater` on, answered at
       // once, made a flood loop through the shed path (bench ingest_qos0: more shed than
       // committed, the commits starved of CPU); a shed publish is now held (holdShed).
       if (this.ingest.shed(packet.topic)) {
@@ -406,7 +420,8 @@ export class Broker {
     }
     // Counted before submit: a commit can only settle on a later tick, never inside it.
     this.stats.pendingCommits++;
-    const result = this.ingest.submit(packet.topic, payload, client?.id ?? '', contentType, (err) => this.committed(client, err, callback));
+    const qos0 = packet.qos === 0;
+    const result = this.ingest.submit(packet.topic, payload, client?.id ?? '', contentType, qos0 ? (err) => this.committed0(client, err) : (err) => this.committed(client, err, callback));
     if (result === null || !result.ok) {
       this.stats.pendingCommits--;
       if (result !== null && typeof packet.payload === 'object') this.refused.add(packet.payload);
@@ -416,6 +431,29 @@ export class Broker {
       this.held = [];
       this.stats.holds++;
     }
+    if (qos0) {
+      // QoS 0 has no PUBACK to wait for the commit: the publish completes now (its reading is in
+      // the commit queue), so aedes frees the packet at once instead of keeping it, and the client
+      // state around it, alive until the commit. Over the high watermark it is held like a QoS 1
+      // publish, which is what slows the client.
+      if (this.held !== undefined) {
+        this.held.push(() => callback(null));
+        this.stats.heldPublishes = this.held.length;
+        return;
+      }
+      callback(null);
+    }
+  }
+
+  /** A QoS 0 reading's commit settled (its publish completed when it was queued). */
+  private committed0(client: Client | null, err: Error | null): void {
+    this.stats.pendingCommits--;
+    if (this.stats.pendingCommits < this.config.lowWater) {
+      this.releaseHeld();
+      this.releaseShed();
+    }
+    // Counted by the ingest (errors) and the log (commitErrors); the device expects no answer.
+    if (err) this.warnOnce('commit0', 'commit failed: a QoS 0 reading was lost', { client: client?.id, err: err.message });
   }
 
   /** A reading's commit settled: release its slot and let aedes PUBACK (or drop the client on error). */

@@ -161,6 +161,88 @@ describe('gateway forwarding', () => {
     await until('everything at the cloud', () => cloud.records.size === n + 30);
   });
 
+  it('QoS 0: held past highWater like QoS 1, shed and counted past twice highWater; every reading not shed is stored and forwarded in order', async () => {
+    // Same stall as above: the log is blocked on its quota while the cloud is down.
+    let failing = true;
+    cloud.script = () => (failing ? { status: 503, body: { error: 'down' }, headers: { 'retry-after': '0' } } : undefined);
+    gw = await startGateway({
+      log: { sync: 'never', maxGroup: 1, quotaBytes: 4000, reserveBytes: 0, whenFull: 'block' },
+      broker: { highWater: 20, lowWater: 10 },
+    });
+    const filler = await connect('filler');
+    let n = 0;
+    while (!gw.log.isFull(400)) await filler.publishAsync('devices/f/telemetry', reading(++n), { qos: 1 });
+    const watcher = await connect('watch-q0');
+    let seen = 0;
+    watcher.on('message', () => seen++);
+    await watcher.subscribeAsync('devices/q0/telemetry', { qos: 0 });
+    const committedBefore = gw.log.stats.committed;
+    const c = await connect('q0');
+    for (let s = 1; s <= 200; s++) void c.publishAsync('devices/q0/telemetry', reading(s), { qos: 0 });
+    // Nothing waits for a QoS 0 commit: the publish completes (and reaches local subscribers) while
+    // its reading is still queued for the blocked log.
+    await until('QoS 0 readings delivered to a local subscriber before their commit', () => seen >= 10);
+    expect(gw.log.stats.committed - committedBefore).toBeLessThan(seen);
+    const shed = () => gw.ingest.stats.dropped.shed_qos0 ?? 0;
+    await until('QoS 0 readings shed once 2 × highWater commits are pending', () => shed() > 0);
+    expect(gw.broker.stats.pendingCommits).toBeLessThanOrEqual(2 * 20 + 1);
+    expect(gw.broker.stats.holds).toBeGreaterThanOrEqual(1);
+    failing = false;
+    await until('every reading received by the gateway settled', () => gw.ingest.stats.received === n + 200 && gw.broker.stats.pendingCommits === 0);
+    const kept = 200 - shed();
+    expect(kept).toBeGreaterThanOrEqual(40);
+    await until('the readings not shed at the cloud', () => cloud.records.size === n + kept);
+    const seqs = [...cloud.records.values()].filter((r) => r.dev === 'q0').sort((a, b) => a.seq - b.seq).map((r) => r.dseq!);
+    expect(seqs).toHaveLength(kept);
+    // In order, and what was kept is the head of the stream (the rest arrived while shedding)
+    // plus whatever came after the pending commits fell back under lowWater.
+    for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThan(seqs[i - 1]);
+    expect(seqs.slice(0, 20)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+  });
+
+  it('a QoS 0 flood from several clients is paced by bounded read batches, not shed: every reading stored, in order', async () => {
+    // Each client's socket buffers hundreds of publishes; read whole, 5 clients overshoot
+    // 2 × highWater at once and the excess is shed. Read in ~1 KiB batches, the holds catch it.
+    gw = await startGateway({ log: { sync: 'always' }, broker: { highWater: 400, lowWater: 200, readBatchBytes: 1024, publishRate: 0 } });
+    const devs = await Promise.all(Array.from({ length: 5 }, (_, i) => connect(`flood${i}`)));
+    const per = 2000;
+    await Promise.all(devs.map((c, i) => Promise.all(Array.from({ length: per }, (_, s) => c.publishAsync(`devices/flood${i}/telemetry`, reading(s + 1), { qos: 0 })))));
+    await until('every reading received and committed', () => gw.ingest.stats.received === 5 * per && gw.broker.stats.pendingCommits === 0);
+    expect(gw.ingest.stats.dropped.shed_qos0 ?? 0).toBe(0);
+    expect(gw.ingest.stats.committed).toBe(5 * per);
+    expect(gw.broker.stats.holds).toBeGreaterThan(0);
+    await until('everything at the cloud', () => cloud.records.size === 5 * per);
+    const byDev = new Map<string, number[]>();
+    for (const r of [...cloud.records.values()].sort((a, b) => a.seq - b.seq)) byDev.set(r.dev, [...(byDev.get(r.dev) ?? []), r.dseq!]);
+    for (let i = 0; i < 5; i++) expect(byDev.get(`flood${i}`)).toEqual(Array.from({ length: per }, (_, s) => s + 1));
+  });
+
+  it('packets larger than the read batch are read whole among small ones: nothing lost or reordered', async () => {
+    gw = await startGateway({ broker: { highWater: 4, lowWater: 2, readBatchBytes: 256, publishRate: 0 } });
+    const c = await connect('mixed');
+    const big = (s: number) => reading(s, { tags: { note: 'x'.repeat(120) }, values: Object.fromEntries(Array.from({ length: 100 }, (_, k) => [`metric_${k}`, k + s + 0.125])) });
+    expect(big(1).length).toBeGreaterThan(1024);
+    // And blobs larger than the socket's read buffer, on another topic, which arrive in pieces.
+    const sub = await connect('blob-watch');
+    const blobs: number[] = [];
+    sub.on('message', (_t, raw) => blobs.push(raw.length));
+    await sub.subscribeAsync('factory/blob', { qos: 1 });
+    await Promise.all(
+      Array.from({ length: 300 }, (_, s) =>
+        Promise.all([
+          c.publishAsync('devices/mixed/telemetry', s % 10 === 0 ? big(s + 1) : reading(s + 1), { qos: 1 }),
+          s % 50 === 0 ? c.publishAsync('factory/blob', Buffer.alloc(100_000, s), { qos: 1 }) : undefined,
+        ]),
+      ),
+    );
+    await until('the blobs delivered whole', () => blobs.length === 6);
+    expect(blobs).toEqual(Array(6).fill(100_000));
+    await until('all 300 committed', () => gw.ingest.stats.committed === 300 && gw.broker.stats.pendingCommits === 0);
+    expect(gw.ingest.stats.dropped).toEqual({});
+    await until('all at the cloud', () => cloud.records.size === 300);
+    expect([...cloud.records.values()].sort((a, b) => a.seq - b.seq).map((r) => r.dseq)).toEqual(Array.from({ length: 300 }, (_, s) => s + 1));
+  });
+
   it('resends from the expected sequence after a 409 gap', async () => {
     gw = await startGateway();
     const c = await connect('d1');

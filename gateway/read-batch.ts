@@ -1,0 +1,157 @@
+/**
+ * Bounded read batches for aedes clients.
+ *
+ * aedes 1.x reads a client's socket in batches: on 'readable' it takes everything buffered
+ * (`conn.read(null)`), parses it, and reads again only once every packet of that batch has completed.
+ * That is what lets the broker pace a client (gateway/broker.ts holds completions over its high
+ * watermark), but a batch is whatever the socket had buffered: 64 KiB or more from a device
+ * flooding QoS 0, ~500 publishes dispatched at once before any hold can act. With 100 such clients
+ * the pending commits overshoot the watermarks by tens of thousands and the overshoot can only be
+ * shed (parsed, counted and thrown away: CPU spent for nothing).
+ *
+ * `limitReadBatch` caps a batch at whole MQTT packets totalling about `maxBytes`: the rest is put
+ * back at the head of the socket's buffer (`unshift`) for the next batch, so the socket stops
+ * reading from the kernel and TCP slows the device down instead. Only applied when the client's
+ * parser is between packets, so the bytes handed over always start at a packet boundary; a
+ * first packet larger than `maxBytes` is handed over whole. aedes has no option for this, so the
+ * connection's `read` is wrapped; `false` means the hook could not be installed.
+ */
+
+interface HookableClient {
+  conn?: {
+    read?: (size?: number | null) => unknown;
+    unshift?: (chunk: Uint8Array) => void;
+    readableLength?: number;
+    listeners?: (event: string) => unknown[];
+    removeListener?: (event: string, fn: (...args: any[]) => void) => void;
+    on?: (event: string, fn: (...args: any[]) => void) => void;
+  };
+  _parser?: { _list?: { length: number }; _stateCounter?: number; parse?: (buf: Uint8Array) => unknown };
+  _parsingBatch?: number;
+  _nextBatch?: (err?: Error) => void;
+  _paused?: boolean;
+  closed?: boolean;
+}
+
+/**
+ * End offset of the whole MQTT packets at the start of `buf` once they reach `maxBytes` (or of all
+ * whole packets when they do not). 0 when the first packet is incomplete.
+ */
+export function wholePacketsEnd(buf: Uint8Array, maxBytes: number): number {
+  let pos = 0;
+  while (pos < maxBytes) {
+    // Fixed header: one byte of type and flags, then the remaining length as a varint of 1-4 bytes.
+    let len = 0;
+    let mul = 1;
+    let i = pos + 1;
+    for (;;) {
+      if (i >= buf.length) return pos;
+      const b = buf[i++];
+      len += (b & 0x7f) * mul;
+      if ((b & 0x80) === 0) break;
+      mul *= 128;
+      // A malformed length: let the parser report it.
+      if (i - pos > 4) return buf.length;
+    }
+    const end = i + len;
+    if (end > buf.length) return pos;
+    pos = end;
+  }
+  return pos;
+}
+
+/** Total bytes of the MQTT packet starting at buf[0] (fixed header included); buf holds its whole length header. */
+function packetBytes(buf: Uint8Array): number {
+  let len = 0;
+  let mul = 1;
+  for (let i = 1; i < 5 && i < buf.length; i++) {
+    len += (buf[i] & 0x7f) * mul;
+    if ((buf[i] & 0x80) === 0) return i + 1 + len;
+    mul *= 128;
+  }
+  // Malformed (or, with maxBytes < 5, not yet complete): whatever is there, for the parser to judge.
+  return buf.length;
+}
+
+export function limitReadBatch(client: unknown, maxBytes: number): boolean {
+  const c = client as HookableClient;
+  const conn = c.conn;
+  const parser = c._parser;
+  if (
+    !conn ||
+    typeof conn.read !== 'function' ||
+    typeof conn.unshift !== 'function' ||
+    typeof conn.readableLength !== 'number' ||
+    !parser ||
+    typeof parser.parse !== 'function' ||
+    typeof parser._list?.length !== 'number' ||
+    typeof parser._stateCounter !== 'number' ||
+    c._parsingBatch !== 1 ||
+    typeof c._nextBatch !== 'function' ||
+    typeof conn.listeners !== 'function' ||
+    !conn.listeners('readable').includes(c._nextBatch)
+  ) {
+    return false;
+  }
+  // aedes counts a batch's packets in `_parsingBatch` and reads again when the count is back to 0;
+  // but every 'readable' event (more bytes arrived) also counts one down. With whole-buffer
+  // batches of hundreds of packets that slack went unnoticed; with batches of a few it would
+  // let a held client be read again. So 'readable' starts a read only when no packet is
+  // outstanding (the count starts at 1 for the first read; it is taken over at 0 here).
+  const nextBatch = c._nextBatch;
+  conn.removeListener!('readable', nextBatch);
+  c._parsingBatch = 0;
+  conn.on!('readable', () => {
+    if (c._parsingBatch !== 0) return;
+    c._parsingBatch = 1;
+    nextBatch();
+  });
+  const read = conn.read;
+  const parse = parser.parse;
+  // A publish that completes synchronously makes aedes read again from inside parse(). aedes
+  // itself always took everything buffered, so that nested read found nothing; with bytes left
+  // over it would feed the parser while it is parsing. Such a read is deferred until parse()
+  // returned, and done then only if aedes still wants it (no packet of the batch outstanding).
+  let parsing = false;
+  let deferred = false;
+  const resume = () => {
+    if (c.closed || c._paused || c._parsingBatch !== 0) return;
+    const buf = conn.read!(null);
+    if (buf) parser.parse!(buf as Uint8Array);
+  };
+  parser.parse = function (this: typeof parser, buf: Uint8Array) {
+    parsing = true;
+    try {
+      return parse.call(this, buf);
+    } finally {
+      parsing = false;
+      if (deferred) {
+        deferred = false;
+        setImmediate(resume);
+      }
+    }
+  };
+  conn.read = function (this: typeof conn, size?: number | null) {
+    if (size !== null && size !== undefined) return read.call(this, size);
+    if (parsing) {
+      deferred = true;
+      return null;
+    }
+    // Mid-packet (bytes buffered, or its header parsed and its payload still to come): as is.
+    if (this.readableLength! <= maxBytes || parser._list!.length !== 0 || parser._stateCounter !== 0) return read.call(this, size);
+    // Only the head is taken (read(null) would concatenate everything buffered into one new
+    // buffer, again for every batch); the bytes after its last whole packet go back.
+    const head = read.call(this, maxBytes) as Buffer;
+    const end = wholePacketsEnd(head, maxBytes);
+    if (end === 0) {
+      // The first packet is longer than maxBytes: that packet, or as much of it as has arrived
+      // (all of which is that packet's; the parser keeps the part until the rest comes).
+      const total = packetBytes(head);
+      const rest = read.call(this, Math.min(total - head.length, this.readableLength!)) as Buffer | null;
+      return rest ? Buffer.concat([head, rest]) : head;
+    }
+    if (end < head.length) this.unshift!(head.subarray(end));
+    return head.subarray(0, end);
+  };
+  return true;
+}
