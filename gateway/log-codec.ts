@@ -115,6 +115,36 @@ export interface CorruptPiece {
  * ingest for raw readings: written straight into a scratch buffer, no intermediate objects.
  */
 export function encodeRecord(seq: number, e: LogEntry): Buffer {
+  const end = encodeBody(seq, e);
+  const out = Buffer.allocUnsafe(end);
+  copyWithCrc(out, 0, end);
+  return out;
+}
+
+/** A growable byte buffer that records are appended to (appendRecord). */
+export interface RecordBuffer {
+  buf: Buffer;
+  len: number;
+}
+
+/**
+ * encodeRecord() straight onto the end of `dst` (grown as needed): no Buffer per record. Returns
+ * the record's bytes.
+ */
+export function appendRecord(dst: RecordBuffer, seq: number, e: LogEntry): number {
+  const end = encodeBody(seq, e);
+  if (dst.len + end > dst.buf.length) {
+    const next = Buffer.allocUnsafe(Math.max(dst.buf.length * 2, dst.len + end));
+    next.set(dst.buf.subarray(0, dst.len));
+    dst.buf = next;
+  }
+  copyWithCrc(dst.buf, dst.len, end);
+  dst.len += end;
+  return end;
+}
+
+/** Encode a record's body into the scratch writer after RECORD_HEAD bytes; returns its end. */
+function encodeBody(seq: number, e: LogEntry): number {
   w.pos = RECORD_HEAD;
   w.ensure(BODY_HEAD + 64);
   const b = w.buf;
@@ -134,19 +164,21 @@ export function encodeRecord(seq: number, e: LogEntry): Buffer {
     w.buf.set(m, w.pos);
     w.pos += m.length;
   }
-  const end = w.pos;
-  const out = Buffer.allocUnsafe(end);
+  return w.pos;
+}
+
+/** Copy the scratch record [RECORD_HEAD, end) to out[at..] behind its length and checksum. */
+function copyWithCrc(out: Buffer, at: number, end: number): void {
   const src = w.buf;
   // A reading is a few dozen bytes: a table CRC and a byte loop beat the native calls' overhead.
   let c = 0xffffffff;
   for (let i = RECORD_HEAD; i < end; i++) {
     const x = src[i];
     c = CRC_TABLE[(c ^ x) & 0xff] ^ (c >>> 8);
-    out[i] = x;
+    out[at + i] = x;
   }
-  out.writeUInt32BE(end - RECORD_HEAD, 0);
-  out.writeUInt32BE((c ^ 0xffffffff) >>> 0, 4);
-  return out;
+  out.writeUInt32BE(end - RECORD_HEAD, at);
+  out.writeUInt32BE((c ^ 0xffffffff) >>> 0, at + 4);
 }
 
 /** The raw reading's map, as cbor-x would write it with the batch encoder's integer rules. */
@@ -202,6 +234,16 @@ export function encodeFrame(pieces: Buffer[], from: number, to: number, bytes: n
     out.set(pieces[i], pos);
     pos += pieces[i].length;
   }
+  out.writeUInt32BE(crc32(out.subarray(FRAME_HEAD)), 8);
+  return out;
+}
+
+/** A frame from records lying back to back in `records[start, end)` (`count` of them). */
+export function frameOf(records: Uint8Array, start: number, end: number, count: number): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEAD + end - start);
+  out.writeUInt32BE(MAGIC, 0);
+  out.writeUInt32BE(count, 4);
+  out.set(records.subarray(start, end), FRAME_HEAD);
   out.writeUInt32BE(crc32(out.subarray(FRAME_HEAD)), 8);
   return out;
 }

@@ -40,8 +40,10 @@ import { decode, Encoder } from 'cbor-x';
 import { SluiceError } from '../protocols/errors.js';
 import {
   decodeWire,
+  appendRecord,
   encodeFrame,
-  encodeRecord,
+  frameOf,
+  type RecordBuffer,
   FRAME_HEAD,
   FRAME_MAX_BYTES,
   FRAME_OVERHEAD,
@@ -149,12 +151,6 @@ export interface ReadResult<R = LogRecord> {
 /** Called once per appended record: `null` when its group commit is done, else why it failed. */
 export type CommitCallback = (err: Error | null) => void;
 
-interface Pending {
-  seq: number;
-  /** The record as its frame holds it (log-codec.ts encodeRecord). */
-  piece: Buffer;
-  done: CommitCallback;
-}
 
 const META = Buffer.from('m:meta');
 const SYNC_MARK = Buffer.from('m:sync');
@@ -224,10 +220,10 @@ export class SizeQueue {
 }
 
 /** Tell every record of a group how its commit went; one throwing callback cannot starve the rest. */
-function settle(group: Pending[], err: Error | null): void {
-  for (let i = 0; i < group.length; i++) {
+function settle(dones: CommitCallback[], err: Error | null): void {
+  for (let i = 0; i < dones.length; i++) {
     try {
-      group[i].done(err);
+      dones[i](err);
     } catch (e) {
       process.nextTick(() => {
         throw e;
@@ -251,7 +247,16 @@ export class DurableLog {
   private nextSeq = 1;
   private cursor = 0;
   private incarnationId = '';
-  private queue: Pending[] = [];
+  /**
+   * Appended records waiting for their group commit, encoded back to back as their frames will
+   * hold them (`pending.buf[0, pending.len)`), with the end of each (`pendingEnds`) and its
+   * callback (`pendingDones`). Sequences are consecutive, the first being `nextSeq - pendingDones.length`.
+   * (No object or Buffer per record: they all live until the commit, long enough for V8 to copy
+   * them between generations, which was much of the gateway's GC work under load.)
+   */
+  private pending: RecordBuffer = { buf: Buffer.allocUnsafe(64 * 1024), len: 0 };
+  private pendingEnds: number[] = [];
+  private pendingDones: CommitCallback[] = [];
   private committing: Promise<void> | null = null;
   private flushScheduled = false;
   /** Records in the last group committed: decides whether the next one lingers (scheduleFlush). */
@@ -520,7 +525,9 @@ export class DurableLog {
       return 0;
     }
     const seq = this.nextSeq++;
-    this.queue.push({ seq, piece: encodeRecord(seq, entry), done });
+    appendRecord(this.pending, seq, entry);
+    this.pendingEnds.push(this.pending.len);
+    this.pendingDones.push(done);
     this.stats.appended++;
     this.scheduleFlush();
     return seq;
@@ -556,71 +563,77 @@ export class DurableLog {
   }
 
   private async flush(): Promise<void> {
-    if (this.committing || this.queue.length === 0) return;
+    if (this.committing || this.pendingDones.length === 0) return;
     const run = this.commitGroups();
     this.committing = run;
     try {
       await run;
     } finally {
       this.committing = null;
-      if (this.queue.length > 0) this.scheduleFlush();
+      if (this.pendingDones.length > 0) this.scheduleFlush();
     }
   }
 
   private async commitGroups(): Promise<void> {
-    while (this.queue.length > 0) {
-      const group = this.queue.splice(0, this.config.maxGroup);
-      // The group's frames: runs of records up to FRAME_MAX_BYTES each (end index, record bytes).
-      const pieces = group.map((p) => p.piece);
-      const frames: Array<[number, number]> = [];
+    while (this.pendingDones.length > 0) {
+      // The group: the first `n` pending records. Their frames are cut (runs of records up to
+      // FRAME_MAX_BYTES each) and copied out now, and the pending buffer moved up, so appends
+      // carry on while the group is written.
+      const n = Math.min(this.pendingDones.length, this.config.maxGroup);
+      const first = this.nextSeq - this.pendingDones.length;
+      const dones = this.pendingDones.splice(0, n);
+      const ends = this.pendingEnds.splice(0, n);
+      const src = this.pending.buf;
+      const frames: Array<[number, Buffer]> = [];
       let bytes = 0;
-      let frameBytes = 0;
-      for (let i = 0; i < pieces.length; i++) {
-        if (frameBytes > 0 && frameBytes + pieces[i].length > FRAME_MAX_BYTES) {
-          frames.push([i, frameBytes]);
-          frameBytes = 0;
+      let from = 0;
+      let start = 0;
+      for (let i = 0; i < n; i++) {
+        const recStart = i === 0 ? 0 : ends[i - 1];
+        if (recStart > start && ends[i] - start > FRAME_MAX_BYTES) {
+          frames.push([first + i - 1, frameOf(src, start, recStart, i - from)]);
+          from = i;
+          start = recStart;
         }
-        if (frameBytes === 0) bytes += FRAME_OVERHEAD;
-        frameBytes += pieces[i].length;
-        bytes += pieces[i].length;
       }
-      frames.push([pieces.length, frameBytes]);
+      const groupBytes = ends[n - 1];
+      frames.push([first + n - 1, frameOf(src, start, groupBytes, n - from)]);
+      bytes = groupBytes + frames.length * FRAME_OVERHEAD;
+      src.copyWithin(0, groupBytes, this.pending.len);
+      this.pending.len -= groupBytes;
+      for (let i = 0; i < this.pendingEnds.length; i++) this.pendingEnds[i] -= groupBytes;
       if (this.isFull(bytes)) {
         const ok = await this.makeRoom(bytes);
         if (!ok) {
           // Closing while blocked: these records were never committed, so never acknowledged.
           const err = new SluiceError('SLUICE_LOG_CLOSED', 'the log closed while waiting for space', { retryable: true });
-          settle(group, err);
+          settle(dones, err);
           continue;
         }
       }
-      const last = group[group.length - 1].seq;
+      const last = first + n - 1;
       try {
         // One put per frame, a few per group. A chained batch: abstract-level's array form clones
         // every operation with the options spread into it. Keys and values are already buffers,
         // so the buffer encodings pass them through untouched.
         const batch = this.db.batch();
-        let from = 0;
-        for (const [to, n] of frames) {
-          batch.put(this.rk(group[to - 1].seq), encodeFrame(pieces, from, to, n));
-          from = to;
-        }
+        for (const [lastSeq, frame] of frames) batch.put(this.rk(lastSeq), frame);
         batch.put(this.nextKey, Buffer.from(String(last + 1)));
         await batch.write(this.config.sync === 'always' ? SYNC_WRITE : NO_SYNC_WRITE);
       } catch (err) {
         this.stats.commitErrors++;
         const e = new SluiceError('SLUICE_LOG_FULL', `log commit failed: ${(err as Error).message}`, { cause: err, retryable: true });
-        settle(group, e);
+        settle(dones, e);
         continue;
       }
       this.unsyncedWrites = true;
       this.stats.groupCommits++;
-      this.lastGroupSize = group.length;
-      this.stats.committed += group.length;
-      this.stats.backlogRecords += group.length;
+      this.lastGroupSize = n;
+      this.stats.committed += n;
+      this.stats.backlogRecords += n;
       this.stats.backlogBytes += bytes;
       this.syncStats();
-      settle(group, null);
+      settle(dones, null);
       this.notify();
     }
   }
@@ -990,7 +1003,7 @@ export class DurableLog {
 
   /** Wait until every append made so far is committed (or failed). */
   async drain(): Promise<void> {
-    while (this.committing || this.queue.length > 0) {
+    while (this.committing || this.pendingDones.length > 0) {
       if (this.committing) await this.committing;
       else await this.flush();
     }
@@ -1003,7 +1016,7 @@ export class DurableLog {
     if (this.syncTimer) clearInterval(this.syncTimer);
     if (this.diskTimer) clearInterval(this.diskTimer);
     this.wakeSpaceWaiters();
-    while (this.committing || this.queue.length > 0) {
+    while (this.committing || this.pendingDones.length > 0) {
       if (this.committing) await this.committing;
       else await this.flush();
     }

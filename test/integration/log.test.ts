@@ -5,7 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DurableLog, type LogConfig } from '../../gateway/log.js';
-import { parseEntry, recordKey, type WireRecord } from '../../gateway/log-codec.js';
+import { FRAME_HEAD, FRAME_MAX_BYTES, parseEntry, recordKey, seqOfKey, type WireRecord } from '../../gateway/log-codec.js';
 import { tempDir, until } from '../support/tmp.js';
 
 type Factory = (dir: string, cfg?: Partial<LogConfig>) => DurableLog;
@@ -85,6 +85,40 @@ describe.each(implementations)('durable log (%s)', (_name, make) => {
     log = make(dir.path, { sync: 'never' });
     await log.open();
     expect(log.append(raw('a', 1, 1)).seq).toBe(6);
+  });
+
+  it('cuts a large group into frames of at most FRAME_MAX_BYTES keyed by their last sequence; appends made during a commit form the next group', async () => {
+    // ~200-byte records: 600 of them are ~4 frames' worth in one group commit.
+    const big = (i: number) => ({ kind: 'raw' as const, dev: `dev-${i % 3}`, ts: 1000 + i, vals: Object.fromEntries(Array.from({ length: 12 }, (_, k) => [`metric_${k}`, i + k / 8])) });
+    await log.close();
+    log = make(dir.path, { sync: 'never', commitLingerMs: 0 });
+    await log.open();
+    const first = Array.from({ length: 600 }, (_, i) => log.append(big(i)));
+    // The group commit starts on the next turn of the event loop; after it these appends are made
+    // while it is being written.
+    await new Promise((r) => setImmediate(r));
+    expect(log.stats.committed).toBe(0);
+    const second = Array.from({ length: 50 }, (_, i) => log.append(big(600 + i)));
+    await Promise.all([...first, ...second].map((a) => a.committed));
+    const frames: Array<{ key: number; seqs: number[]; bytes: number }> = [];
+    for await (const [k, v] of log.level.iterator({ gt: recordKey(0), lt: recordKey(Number.MAX_SAFE_INTEGER) })) {
+      const recs: WireRecord[] = [];
+      const bad: unknown[] = [];
+      parseEntry(seqOfKey(k), v, 0, recs, bad as never[]);
+      expect(bad).toEqual([]);
+      frames.push({ key: seqOfKey(k), seqs: recs.map((r) => r.seq), bytes: v.length });
+    }
+    expect(frames.length).toBeGreaterThanOrEqual(5);
+    expect(frames.flatMap((f) => f.seqs)).toEqual(Array.from({ length: 650 }, (_, i) => i + 1));
+    for (const f of frames) {
+      expect(f.key).toBe(f.seqs[f.seqs.length - 1]);
+      expect(f.bytes).toBeLessThanOrEqual(FRAME_HEAD + FRAME_MAX_BYTES);
+    }
+    // No frame spans the two groups.
+    expect(frames.some((f) => f.key === 600)).toBe(true);
+    const r = await log.read(0, 1000);
+    expect(r.records.map((x) => x.seq)).toEqual(Array.from({ length: 650 }, (_, i) => i + 1));
+    expect(r.records[612]).toMatchObject({ dev: 'dev-0', ts: 1612, vals: { metric_0: 612, metric_11: 612 + 11 / 8 } });
   });
 
   it('quarantines a record whose bytes were flipped on disk and delivers the rest', async () => {
