@@ -124,14 +124,20 @@ interface Stack {
 }
 
 /**
- * The V8 flags deploy/systemd/sluice-gateway.service gives the gateway (NODE_OPTIONS, MALLOC_ARENA_MAX; keep them equal): a
- * 2 MiB semi-space keeps the young generation from growing to 3 × 16 MiB under load. (The old
- * generation's growth the gateway tunes itself: gateway/cli.ts tuneHeap.) SLUICE_BENCH_NODE_FLAGS
- * adds flags for an A/B run, e.g. `--heap-growing-percent=0` turns that tuning off.
+ * The gateway runs with the environment deploy/systemd/sluice-gateway.service gives it, read from
+ * the unit itself: its NODE_OPTIONS (V8 flags: the semi-space size) as node arguments, and
+ * MALLOC_ARENA_MAX. (The old generation's growth the gateway tunes itself: gateway/cli.ts
+ * tuneHeap.) SLUICE_BENCH_NODE_FLAGS adds flags for an A/B run, e.g. `--heap-growing-percent=0`
+ * turns that tuning off, `--max-semi-space-size=2` overrides the unit's.
  */
-const GATEWAY_NODE_FLAGS = ['--max-semi-space-size=2', ...(process.env.SLUICE_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)];
-/** The environment the same unit sets: glibc arenas capped at 2 (LevelDB's threads otherwise each get one). */
-const GATEWAY_ENV = { MALLOC_ARENA_MAX: '2' };
+const UNIT = readFileSync(join(ROOT, 'deploy/systemd/sluice-gateway.service'), 'utf8');
+const unitEnv = (name: string): string => {
+  const m = new RegExp(`^Environment=${name}=(.*)$`, 'm').exec(UNIT);
+  if (!m) throw new Error(`deploy/systemd/sluice-gateway.service sets no ${name}`);
+  return m[1].trim();
+};
+const GATEWAY_NODE_FLAGS = [...unitEnv('NODE_OPTIONS').split(' '), ...(process.env.SLUICE_BENCH_NODE_FLAGS ?? '').split(' ')].filter(Boolean);
+const GATEWAY_ENV = { MALLOC_ARENA_MAX: unitEnv('MALLOC_ARENA_MAX') };
 
 let stackN = 0;
 async function startStack(opts: { cloud?: boolean; gatewayArgs?: string[] } = {}): Promise<Stack> {
