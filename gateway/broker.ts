@@ -11,12 +11,14 @@
  * - Other topics are brokered normally; `$SYS/` is reserved for the broker.
  * - Backpressure: aedes reads a client's next packets only once every packet of its current read
  *   has completed, and a QoS 1 telemetry publish completes at its commit: that paces each client.
- *   (A QoS 0 one completes when queued for commit: nothing waits for its PUBACK.) Across clients,
+ *   (A QoS 0 one completes when queued for commit: it has no PUBACK to delay.) Across clients,
  *   once more than `highWater` commits are pending, publishes are held (a PUBACK delayed, and so
  *   their client's next read) until the pending commits are back under `lowWater`: the readings in
- *   memory stay bounded however many devices publish. QoS 0 telemetry is shed, counted, only when
- *   the log is full or more than 2 × `highWater` commits are pending; a shed publish completes when pending is back under
- *   `lowWater` (at most 1 s later), so a flood is slowed, not spun through. A subscriber that
+ *   memory stay bounded however many devices publish. Each client is read in batches of at most
+ *   `readBatchBytes` (read-batch.ts), so that overshoots `highWater` by little. QoS 0 telemetry is
+ *   shed, counted, only when the log is full or more than 2 × `highWater` commits are pending; a
+ *   shed publish completes when pending is back under `lowWater` (at most 1 s later), so a flood
+ *   is slowed, not spun through. A subscriber that
  *   does not drain within `drainTimeoutMs` is disconnected, so it cannot stall the broker.
  * - Security (gateway/README.md "Security"): every client is authenticated at CONNECT (auth.ts:
  *   registry password, TLS client certificate, or anonymous only with `allowAnonymous`) and then

@@ -20,7 +20,8 @@ const outFile = args.includes('--out') ? args[args.indexOf('--out') + 1] : join(
 const only = args.includes('--only') ? new Set(args[args.indexOf('--only') + 1].split(',')) : undefined;
 
 const P = {
-  ingestSeconds: quick ? 4 : 10,
+  ingestSeconds: quick ? 4 : 6,
+  ingestRounds: quick ? 1 : 3,
   devices: 100,
   window: 16,
   drainReadings: quick ? 30_000 : 500_000,
@@ -223,54 +224,84 @@ async function fillBacklog(s: Stack, n: number, label: string): Promise<number> 
 
 // ---------- scenarios ----------
 
+const median = (xs: number[]): number => {
+  const a = [...xs].sort((x, y) => x - y);
+  return a.length % 2 ? a[(a.length - 1) / 2] : (a[a.length / 2 - 1] + a[a.length / 2]) / 2;
+};
+
+/**
+ * One ingest run against a Sluice gateway: readings/s accepted (QoS 1: PUBACKed; QoS 0: committed)
+ * and QoS 0 readings shed. `cloud`: the whole stack on this host instead of the gateway alone.
+ */
+async function ingestSluice(qos: 0 | 1, cloud: boolean): Promise<{ rate: number; shed: number }> {
+  const s = await startStack({ cloud });
+  try {
+    if (qos === 1) return { rate: (await runSimProcess(s.mqttUrl, 1, P.ingestSeconds)).rate, shed: 0 };
+    const before = (await gwStatus(s)).ingest.committed;
+    const t = Date.now();
+    await runSimProcess(s.mqttUrl, 0, P.ingestSeconds);
+    await waitFor('QoS 0 commits to settle', async () => (await gwStatus(s)).broker.pendingCommits === 0, 30_000).catch(async () =>
+      progress(`  warning: ${(await gwStatus(s)).broker.pendingCommits} QoS 0 commits still pending after 30 s`),
+    );
+    const st = await gwStatus(s);
+    return { rate: (st.ingest.committed - before) / ((Date.now() - t) / 1000), shed: st.ingest.dropped.shed_qos0 ?? 0 };
+  } finally {
+    await s.stop();
+  }
+}
+
+/** The same run against bare aedes (readings/s it received). */
+async function ingestBare(qos: 0 | 1): Promise<number> {
+  const b = await startBareAedes();
+  try {
+    if (qos === 1) return (await runSimProcess(b.url, 1, P.ingestSeconds)).rate;
+    const before = await b.count();
+    const t = Date.now();
+    await runSimProcess(b.url, 0, P.ingestSeconds);
+    return ((await b.count()) - before) / ((Date.now() - t) / 1000);
+  } finally {
+    await b.stop();
+  }
+}
+
 async function benchIngest(qos: 0 | 1): Promise<void> {
   const key = `ingest_qos${qos}`;
-  progress(`${key}: ${P.devices} devices, --max, ${P.ingestSeconds}s per target`);
-  const r: Record<string, number> = {};
+  progress(`${key}: ${P.devices} devices, --max, ${P.ingestRounds} × (Sluice, bare aedes) alternating, ${P.ingestSeconds}s each`);
+  const r: Record<string, number | number[]> = {};
   // Sluice as deployed: the gateway alone on this host (durable log, group commit, fsync), its cloud
   // and InfluxDB elsewhere. Here "elsewhere" is emulated by a cloud that is not running: the
   // forwarder retries in the background and the backlog grows on disk, as during an outage.
-  // Then the whole stack on this one 2-core host (gateway + cloud + influxd + load generator all
+  // Sluice and bare aedes alternate, and the ratio is the median of the rounds' ratios: this
+  // machine's speed drifts by tens of percent within minutes (bare aedes alone has measured 38k to
+  // 62k readings/s on different runs), and a ratio of neighbouring runs is what holds.
+  const sluice: number[] = [];
+  const bare: number[] = [];
+  const shed: number[] = [];
+  for (let i = 0; i < P.ingestRounds; i++) {
+    const s = await ingestSluice(qos, false);
+    sluice.push(s.rate);
+    shed.push(s.shed);
+    bare.push(await ingestBare(qos));
+    progress(`  round ${i + 1}: sluice ${s.rate.toFixed(0)}/s${qos === 0 ? ` (shed ${s.shed})` : ''}, bare aedes ${bare[i].toFixed(0)}/s, ratio ${(s.rate / bare[i]).toFixed(3)}`);
+  }
+  r.sluice = median(sluice);
+  r.bare_aedes = median(bare);
+  r.ratio = median(sluice.map((x, i) => x / bare[i]));
+  r.ratio_rounds = sluice.map((x, i) => round(x / bare[i], 3));
+  if (qos === 0) r.sluice_shed = Math.max(...shed);
+  // The whole stack on this one 2-core host (gateway + cloud + influxd + load generator all
   // sharing the CPUs), reported separately.
-  for (const variant of ['sluice', 'sluice_same_host_stack'] as const) {
-    const s = await startStack({ cloud: variant === 'sluice_same_host_stack' });
-    if (qos === 1) {
-      const sim = await runSimProcess(s.mqttUrl, 1, P.ingestSeconds);
-      r[variant] = sim.rate;
-    } else {
-      const before = (await gwStatus(s)).ingest.committed;
-      const t = Date.now();
-      await runSimProcess(s.mqttUrl, 0, P.ingestSeconds);
-      await waitFor('QoS 0 commits to settle', async () => (await gwStatus(s)).broker.pendingCommits === 0, 30_000).catch(async () =>
-        progress(`  warning: ${(await gwStatus(s)).broker.pendingCommits} QoS 0 commits still pending after 30 s`),
-      );
-      const st = await gwStatus(s);
-      r[variant] = (st.ingest.committed - before) / ((Date.now() - t) / 1000);
-      r[`${variant}_shed`] = st.ingest.dropped.shed_qos0 ?? 0;
-    }
-    await s.stop();
-    progress(`  ${variant} ${r[variant].toFixed(0)}/s`);
-  }
-  {
-    const b = await startBareAedes();
-    if (qos === 1) {
-      r.bare_aedes = (await runSimProcess(b.url, 1, P.ingestSeconds)).rate;
-    } else {
-      const before = await b.count();
-      const t = Date.now();
-      await runSimProcess(b.url, 0, P.ingestSeconds);
-      r.bare_aedes = ((await b.count()) - before) / ((Date.now() - t) / 1000);
-    }
-    await b.stop();
-    progress(`  bare aedes ${r.bare_aedes.toFixed(0)}/s`);
-  }
+  const same = await ingestSluice(qos, true);
+  r.sluice_same_host_stack = same.rate;
+  if (qos === 0) r.sluice_same_host_stack_shed = same.shed;
+  progress(`  sluice_same_host_stack ${same.rate.toFixed(0)}/s`);
   if (qos === 1) {
     const m = await startMosquitto();
-    r.mosquitto = (await runSimProcess(m.url, 1, P.ingestSeconds)).rate;
+    const rate = (await runSimProcess(m.url, 1, P.ingestSeconds)).rate;
+    r.mosquitto = rate;
     await m.stop();
-    progress(`  mosquitto ${r.mosquitto.toFixed(0)}/s`);
+    progress(`  mosquitto ${rate.toFixed(0)}/s`);
   }
-  r.ratio = r.sluice / r.bare_aedes;
   results[key] = r;
 }
 
@@ -476,9 +507,9 @@ function markdown(): string {
   const r = results;
   add('ingest_qos1 sluice / bare aedes / mosquitto (readings/s)', r.ingest_qos1 && `${round(r.ingest_qos1.sluice, 0)} / ${round(r.ingest_qos1.bare_aedes, 0)} / ${round(r.ingest_qos1.mosquitto, 0)}`, '');
   add('ingest_qos1 whole stack on this host (readings/s)', r.ingest_qos1 && round(r.ingest_qos1.sluice_same_host_stack, 0), '');
-  add('ingest_qos1.ratio', r.ingest_qos1 && round(r.ingest_qos1.ratio, 3), '≥ 0.9');
+  add('ingest_qos1.ratio (median of rounds)', r.ingest_qos1 && `${round(r.ingest_qos1.ratio, 3)} (${r.ingest_qos1.ratio_rounds.join(', ')})`, '≥ 0.9');
   add('ingest_qos0 sluice / bare aedes (readings/s)', r.ingest_qos0 && `${round(r.ingest_qos0.sluice, 0)} / ${round(r.ingest_qos0.bare_aedes, 0)} (shed ${r.ingest_qos0.sluice_shed})`, '');
-  add('ingest_qos0.ratio', r.ingest_qos0 && round(r.ingest_qos0.ratio, 3), '≥ 0.8');
+  add('ingest_qos0.ratio (median of rounds)', r.ingest_qos0 && `${round(r.ingest_qos0.ratio, 3)} (${r.ingest_qos0.ratio_rounds.join(', ')})`, '≥ 0.8');
   add('e2e_latency_ms p50 / p99', r.e2e_latency_ms && `${r.e2e_latency_ms.p50} / ${r.e2e_latency_ms.p99}`, 'p99 ≤ 500');
   add('drain sluice / direct (points/s)', r.drain && `${r.drain.sluice} / ${r.drain.direct} (${r.drain.readings} readings)`, '');
   add('drain.ratio', r.drain?.ratio, '≥ 0.8');
