@@ -13,6 +13,7 @@
 import { cborDecoder, cborEncoder, cborInt } from './cbor.js';
 import { SluiceError } from './errors.js';
 import { cborDepthExceeds, jsonDepthExceeds } from './nesting.js';
+import { decodeJsonFast } from './payload-json-fast.js';
 import { RESERVED_NAMES, truncate } from './topic.js';
 
 export const PAYLOAD_VERSION = 1;
@@ -100,6 +101,12 @@ export function decodePayload(
   if (buf.length === 0) throw bad('empty payload');
   const format = detectFormat(buf, opts.contentType);
   const maxDepth = limits.maxDepth ?? DEFAULT_PAYLOAD_LIMITS.maxDepth!;
+  // The common shape straight from the bytes (it nests two deep); anything else, including every
+  // invalid payload, the general way below (protocols/payload-json-fast.ts).
+  if (format === 'json' && maxDepth >= 2) {
+    const fast = decodeJsonFast(buf, limits, goodName);
+    if (fast !== undefined) return fast;
+  }
   if (format === 'json' ? jsonDepthExceeds(buf, maxDepth) : cborDepthExceeds(buf, maxDepth)) {
     throw bad(`payload nests maps/arrays deeper than the limit of ${maxDepth}`);
   }
