@@ -37,6 +37,7 @@ import { createServer as createTlsServer, type Server as TlsServer, type TLSSock
 import { DeviceAuth, type DeviceAuthOptions, type Identity } from './auth.js';
 import { DEFAULT_ADMISSION_LIMITS, limitPacketSize, RateLimiter, topicLimitViolation } from './auth-limits.js';
 import type { Ingest } from './ingest.js';
+import { settle } from './log.js';
 import { limitReadBatch } from './read-batch.js';
 import { DeviceRegistry } from './registry.js';
 import { tlsServerOptions, verifiedClientCn, type TlsListenConfig } from './tls.js';
@@ -88,6 +89,9 @@ export interface BrokerConfig {
  * had caught up, and most of it was shed again.
  */
 const SHED_HOLD_MS = 1000;
+
+/** The commit callback of a QoS 0 reading, whose publish already completed when it was queued. */
+const QOS0_QUEUED = (_err: Error | null): void => undefined;
 
 export const DEFAULT_BROKER_CONFIG: Omit<BrokerConfig, 'host' | 'port' | 'allowAnonymous'> = {
   // Four full group commits (log maxGroup 2,000) queued keep the disk busy; more in flight only
@@ -141,7 +145,7 @@ export class Broker {
   private tlsServer?: TlsServer;
   private readonly refused = new WeakSet<object>();
   /** Completions held by backpressure (see committed()); undefined while not holding. */
-  private held: Array<() => void> | undefined;
+  private held: Array<(err: Error | null) => void> | undefined;
   private shedHeld: Array<(error?: Error | null) => void> = [];
   private shedTimer?: NodeJS.Timeout;
   private readonly sockets = new Set<Socket>();
@@ -163,6 +167,7 @@ export class Broker {
     private readonly onLog: (level: 'warn' | 'error' | 'info', msg: string, extra?: object) => void = () => undefined,
   ) {
     this.config = { ...DEFAULT_BROKER_CONFIG, ...config };
+    ingest.onSettled = (dones, err) => this.settled(dones, err);
   }
 
   get url(): string {
@@ -423,7 +428,9 @@ export class Broker {
     // Counted before submit: a commit can only settle on a later tick, never inside it.
     this.stats.pendingCommits++;
     const qos0 = packet.qos === 0;
-    const result = this.ingest.submit(packet.topic, payload, client?.id ?? '', contentType, qos0 ? (err) => this.committed0(client, err) : (err) => this.committed(client, err, callback));
+    // aedes' own callback is what the log keeps for the commit (no closure per reading: it would
+    // live until the commit); settled() handles a group at a time.
+    const result = this.ingest.submit(packet.topic, payload, client?.id ?? '', contentType, qos0 ? QOS0_QUEUED : callback);
     if (result === null || !result.ok) {
       this.stats.pendingCommits--;
       if (result !== null && typeof packet.payload === 'object') this.refused.add(packet.payload);
@@ -439,7 +446,7 @@ export class Broker {
       // state around it, alive until the commit. Over the high watermark it is held like a QoS 1
       // publish, which is what slows the client.
       if (this.held !== undefined) {
-        this.held.push(() => callback(null));
+        this.held.push(callback);
         this.stats.heldPublishes = this.held.length;
         return;
       }
@@ -447,34 +454,27 @@ export class Broker {
     }
   }
 
-  /** A QoS 0 reading's commit settled (its publish completed when it was queued). */
-  private committed0(client: Client | null, err: Error | null): void {
-    this.stats.pendingCommits--;
-    if (this.stats.pendingCommits < this.config.lowWater) {
-      this.releaseHeld();
-      this.releaseShed();
-    }
-    // Counted by the ingest (errors) and the log (commitErrors); the device expects no answer.
-    if (err) this.warnOnce('commit0', 'commit failed: a QoS 0 reading was lost', { client: client?.id, err: err.message });
-  }
-
-  /** A reading's commit settled: release its slot and let aedes PUBACK (or drop the client on error). */
-  private committed(client: Client | null, err: Error | null, callback: (error?: Error | null) => void): void {
-    this.stats.pendingCommits--;
+  /**
+   * A group of readings' commit settled (Ingest.onSettled): release their slots, then let aedes
+   * PUBACK them — or hold those PUBACKs while over the high watermark, or drop their clients on a
+   * commit error. QoS 0 readings (QOS0_QUEUED) completed when they were queued.
+   */
+  private settled(dones: Array<(err: Error | null) => void>, err: Error | null): void {
+    this.stats.pendingCommits -= dones.length;
     if (this.stats.pendingCommits < this.config.lowWater) {
       this.releaseHeld();
       this.releaseShed();
     }
     if (err) {
-      this.onLog('error', 'commit failed: disconnecting client without PUBACK', { client: client?.id, err: err.message });
-      return callback(err);
+      // Counted by the ingest (errors) and the log (commitErrors). A QoS 0 reading is lost (its
+      // device expects no answer); a QoS 1 client is disconnected without PUBACK and resends.
+      this.onLog('error', 'commit failed: disconnecting clients without PUBACK (QoS 1), QoS 0 readings lost', { readings: dones.length, err: err.message });
+      return settle(dones, err);
     }
-    if (this.held !== undefined) {
-      this.held.push(() => callback(null));
-      this.stats.heldPublishes = this.held.length;
-      return;
-    }
-    callback(null);
+    const held = this.held;
+    if (held === undefined) return settle(dones, null);
+    for (const done of dones) if (done !== QOS0_QUEUED) held.push(done);
+    this.stats.heldPublishes = held.length;
   }
 
   /** Rate-limit bucket: the authenticated identity, else the device named by the topic, else the client. */
@@ -503,7 +503,7 @@ export class Broker {
     if (held === undefined) return;
     this.held = undefined;
     this.stats.heldPublishes = 0;
-    for (const done of held) done();
+    settle(held, null);
   }
 
   /**

@@ -15,7 +15,7 @@ import { isSluiceError } from '../protocols/errors.js';
 import { decodePayload, DEFAULT_PAYLOAD_LIMITS, type PayloadLimits } from '../protocols/payload.js';
 import { parseTelemetryTopic, type TelemetryTopic, isTelemetryTopic } from '../protocols/topic.js';
 import type { ClockStamp } from './clock.js';
-import type { DurableLog } from './log.js';
+import { settle, type CommitCallback, type DurableLog } from './log.js';
 import type { LogEntry } from './log-codec.js';
 
 export interface IngestStats {
@@ -63,7 +63,16 @@ export class Ingest {
   private readonly recent = new RecentReadings(64);
   private readonly topics = new Map<string, TelemetryTopic | null>();
 
+  /** Readings appended to the log and not yet settled, in sequence order. */
+  private readonly uncommitted: Array<LogEntry & RawRecord> = [];
+  /**
+   * Tells the callbacks passed to submit() how their readings' commit went, a group at a time (the
+   * broker replaces it to do its backpressure bookkeeping once per group). Default: each callback.
+   */
+  onSettled: (dones: CommitCallback[], err: Error | null) => void = settle;
+
   constructor(private readonly log: DurableLog, private readonly opts: IngestOptions = {}) {
+    log.onCommitted = (first, last, dones, err) => this.committedGroup(first, last, dones, err);
     this.limits = opts.limits ?? DEFAULT_PAYLOAD_LIMITS;
     this.now = opts.now ?? Date.now;
     this.futureMs = opts.futureToleranceMs ?? 5 * 60_000;
@@ -112,7 +121,7 @@ export class Ingest {
       // An MQTT QoS 1 retransmission of a reading already committed (its PUBACK was lost, e.g. the
       // connection dropped): acknowledge it again, store it once.
       this.stats.dropped.duplicate = (this.stats.dropped.duplicate ?? 0) + 1;
-      process.nextTick(done, null);
+      process.nextTick(() => this.onSettled([done], null));
       return DUPLICATE;
     }
     const stamp = decoded.ts === undefined ? this.opts.clock?.stamp() : undefined;
@@ -133,20 +142,35 @@ export class Ingest {
     }
     if (decoded.tags) rec.tags = decoded.tags;
     if (decoded.seq !== undefined) rec.dseq = decoded.seq;
-    const seq = this.log.appendWith(rec, (err) => {
-      if (err) {
-        this.stats.errors++;
-        return done(err);
-      }
-      this.stats.committed++;
-      // Remembered only once durable: a retransmission of a reading whose commit failed is stored.
-      if (rec.dseq !== undefined && !(rec.fl! & FLAG_GATEWAY_TS)) this.recent.remember(rec.dev, rec.dseq, rec.ts);
-      this.opts.onReading?.(rec);
-      done(null);
-    });
+    const seq = this.log.appendWith(rec, done);
     rec.seq = seq;
+    if (seq > 0) this.uncommitted.push(rec);
     if (stamp?.unsynced) this.opts.clock!.track(seq, stamp);
     return { ok: true, seq };
+  }
+
+  /**
+   * A group commit of the log settled (DurableLog.onCommitted): its readings go to the windows and
+   * the retransmission memory, then their callbacks are told. Ingest is the raw lane's only
+   * appender, so `uncommitted` holds exactly the readings appended and not yet settled, in order.
+   */
+  private committedGroup(_first: number, last: number, dones: CommitCallback[], err: Error | null): void {
+    const recs = this.uncommitted;
+    let k = 0;
+    while (k < recs.length && recs[k].seq <= last) k++;
+    if (err) {
+      this.stats.errors += dones.length;
+    } else {
+      this.stats.committed += k;
+      for (let i = 0; i < k; i++) {
+        const rec = recs[i];
+        // Remembered only once durable: a retransmission of a reading whose commit failed is stored.
+        if (rec.dseq !== undefined && !(rec.fl! & FLAG_GATEWAY_TS)) this.recent.remember(rec.dev, rec.dseq, rec.ts);
+        this.opts.onReading?.(rec);
+      }
+    }
+    if (k > 0) recs.splice(0, k);
+    this.onSettled(dones, err);
   }
 
   /** Count a telemetry publish shed by the backpressure policy. False for non-telemetry topics. */

@@ -220,7 +220,7 @@ export class SizeQueue {
 }
 
 /** Tell every record of a group how its commit went; one throwing callback cannot starve the rest. */
-function settle(dones: CommitCallback[], err: Error | null): void {
+export function settle(dones: CommitCallback[], err: Error | null): void {
   for (let i = 0; i < dones.length; i++) {
     try {
       dones[i](err);
@@ -521,7 +521,8 @@ export class DurableLog {
    */
   appendWith(entry: LogEntry, done: CommitCallback): number {
     if (!this.opened || this.closing) {
-      process.nextTick(done, new SluiceError('SLUICE_LOG_CLOSED', 'the log is closed', { retryable: true }));
+      const err = new SluiceError('SLUICE_LOG_CLOSED', 'the log is closed', { retryable: true });
+      process.nextTick(() => this.settleGroup(0, -1, [done], err));
       return 0;
     }
     const seq = this.nextSeq++;
@@ -531,6 +532,26 @@ export class DurableLog {
     this.stats.appended++;
     this.scheduleFlush();
     return seq;
+  }
+
+  /**
+   * Told how each group commit went (sequences `first..last`, their records' callbacks in order,
+   * null or the error) instead of the log calling those callbacks itself; it must call them (log.ts
+   * `settle`). Lets the one appender of a lane do its per-record work without a closure per record
+   * kept alive until the commit (gateway/ingest.ts). A refused append (log closed) comes as an
+   * empty range with its one callback.
+   */
+  onCommitted?: (first: number, last: number, dones: CommitCallback[], err: Error | null) => void;
+
+  private settleGroup(first: number, last: number, dones: CommitCallback[], err: Error | null): void {
+    if (!this.onCommitted) return settle(dones, err);
+    try {
+      this.onCommitted(first, last, dones, err);
+    } catch (e) {
+      process.nextTick(() => {
+        throw e;
+      });
+    }
   }
 
   /** Bytes of appended-but-uncommitted records plus the backlog: what the quota is checked against. */
@@ -607,7 +628,7 @@ export class DurableLog {
         if (!ok) {
           // Closing while blocked: these records were never committed, so never acknowledged.
           const err = new SluiceError('SLUICE_LOG_CLOSED', 'the log closed while waiting for space', { retryable: true });
-          settle(dones, err);
+          this.settleGroup(first, first + n - 1, dones, err);
           continue;
         }
       }
@@ -623,7 +644,7 @@ export class DurableLog {
       } catch (err) {
         this.stats.commitErrors++;
         const e = new SluiceError('SLUICE_LOG_FULL', `log commit failed: ${(err as Error).message}`, { cause: err, retryable: true });
-        settle(dones, e);
+        this.settleGroup(first, last, dones, e);
         continue;
       }
       this.unsyncedWrites = true;
@@ -633,7 +654,7 @@ export class DurableLog {
       this.stats.backlogRecords += n;
       this.stats.backlogBytes += bytes;
       this.syncStats();
-      settle(dones, null);
+      this.settleGroup(first, last, dones, null);
       this.notify();
     }
   }

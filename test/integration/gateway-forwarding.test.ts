@@ -243,6 +243,34 @@ describe('gateway forwarding', () => {
     expect([...cloud.records.values()].sort((a, b) => a.seq - b.seq).map((r) => r.dseq)).toEqual(Array.from({ length: 300 }, (_, s) => s + 1));
   });
 
+  it('an MQTT retransmission of a committed reading is acknowledged again and stored once', async () => {
+    gw = await startGateway();
+    const c = await connect('dup');
+    await c.publishAsync('devices/dup/telemetry', reading(7), { qos: 1 });
+    await c.publishAsync('devices/dup/telemetry', reading(7), { qos: 1 });
+    await c.publishAsync('devices/dup/telemetry', reading(8), { qos: 1 });
+    expect(gw.ingest.stats.dropped.duplicate).toBe(1);
+    expect(gw.ingest.stats.committed).toBe(2);
+    expect(gw.broker.stats.pendingCommits).toBe(0);
+    await until('both at the cloud', () => cloud.records.size === 2);
+  });
+
+  it('a reading that cannot be committed is not acknowledged: its client is disconnected and the slot released', async () => {
+    gw = await startGateway();
+    const c = await connect('nocommit');
+    await c.publishAsync('devices/nocommit/telemetry', reading(1), { qos: 1 });
+    // The log goes away under the broker (as in a shutdown): the next commit fails for real.
+    await gw.log.close();
+    const closed = new Promise((r) => c.once('close', r));
+    let acked = false;
+    void c.publishAsync('devices/nocommit/telemetry', reading(2), { qos: 1 }).then(() => (acked = true), () => undefined);
+    await closed;
+    expect(acked).toBe(false);
+    expect(gw.ingest.stats.errors).toBe(1);
+    expect(gw.ingest.stats.committed).toBe(1);
+    expect(gw.broker.stats.pendingCommits).toBe(0);
+  });
+
   it('resends from the expected sequence after a 409 gap', async () => {
     gw = await startGateway();
     const c = await connect('d1');
