@@ -41,6 +41,24 @@ function reading(seq: number, extra: Record<string, unknown> = {}) {
   return JSON.stringify({ ts: 1_700_000_000_000 + seq, seq, values: { temperature: 20 + seq / 100, door_open: seq % 2 === 0 }, ...extra });
 }
 
+/**
+ * Commits made to wait for real: the cloud is down and the log's quota (under 'block') nearly used
+ * up by a filler device, so new readings stay pending until acks free space; after recover() they
+ * commit one by one. Broker watermarks 20 / 10.
+ */
+async function stallCommits(): Promise<{ filled: number; recover: () => void }> {
+  let failing = true;
+  cloud.script = () => (failing ? { status: 503, body: { error: 'down' }, headers: { 'retry-after': '0' } } : undefined);
+  gw = await startGateway({
+    log: { sync: 'never', maxGroup: 1, quotaBytes: 4000, reserveBytes: 0, whenFull: 'block' },
+    broker: { highWater: 20, lowWater: 10 },
+  });
+  const filler = await connect('filler');
+  let n = 0;
+  while (!gw.log.isFull(400)) await filler.publishAsync('devices/f/telemetry', reading(++n), { qos: 1 });
+  return { filled: n, recover: () => (failing = false) };
+}
+
 beforeEach(async () => {
   cloud = new ScriptedCloud();
   await cloud.start();
@@ -136,23 +154,13 @@ describe('gateway forwarding', () => {
   });
 
   it('backpressure: past highWater pending commits, committed publishes are held (PUBACK and next read delayed) until fewer than lowWater are pending', async () => {
-    // Commits are made to wait for real: the cloud is down and the log's quota is nearly used up
-    // ('block'), so new readings stay pending until acks free space; then they commit one by one.
-    let failing = true;
-    cloud.script = () => (failing ? { status: 503, body: { error: 'down' }, headers: { 'retry-after': '0' } } : undefined);
-    gw = await startGateway({
-      log: { sync: 'never', maxGroup: 1, quotaBytes: 4000, reserveBytes: 0, whenFull: 'block' },
-      broker: { highWater: 20, lowWater: 10 },
-    });
-    const filler = await connect('filler');
-    let n = 0;
-    while (!gw.log.isFull(400)) await filler.publishAsync('devices/f/telemetry', reading(++n), { qos: 1 });
+    const { filled: n, recover } = await stallCommits();
     const devs = await Promise.all(Array.from({ length: 30 }, (_, i) => connect(`bp${i}`)));
     const pendingAtPuback: number[] = [];
     const acks = devs.map((c, i) => c.publishAsync(`devices/bp${i}/telemetry`, reading(1), { qos: 1 }).then(() => pendingAtPuback.push(gw.broker.stats.pendingCommits)));
     await until('the readings pending on the full log, past highWater', () => gw.broker.stats.pendingCommits > 20);
     expect(gw.broker.stats.holds).toBe(1);
-    failing = false;
+    recover();
     await Promise.all(acks);
     // Without the hold the first of these PUBACKs would go out with ~29 commits still pending.
     expect(pendingAtPuback).toHaveLength(30);
@@ -162,16 +170,7 @@ describe('gateway forwarding', () => {
   });
 
   it('QoS 0: held past highWater like QoS 1, shed and counted past twice highWater; every reading not shed is stored and forwarded in order', async () => {
-    // Same stall as above: the log is blocked on its quota while the cloud is down.
-    let failing = true;
-    cloud.script = () => (failing ? { status: 503, body: { error: 'down' }, headers: { 'retry-after': '0' } } : undefined);
-    gw = await startGateway({
-      log: { sync: 'never', maxGroup: 1, quotaBytes: 4000, reserveBytes: 0, whenFull: 'block' },
-      broker: { highWater: 20, lowWater: 10 },
-    });
-    const filler = await connect('filler');
-    let n = 0;
-    while (!gw.log.isFull(400)) await filler.publishAsync('devices/f/telemetry', reading(++n), { qos: 1 });
+    const { filled: n, recover } = await stallCommits();
     const watcher = await connect('watch-q0');
     let seen = 0;
     watcher.on('message', () => seen++);
@@ -187,7 +186,7 @@ describe('gateway forwarding', () => {
     await until('QoS 0 readings shed once 2 × highWater commits are pending', () => shed() > 0);
     expect(gw.broker.stats.pendingCommits).toBeLessThanOrEqual(2 * 20 + 1);
     expect(gw.broker.stats.holds).toBeGreaterThanOrEqual(1);
-    failing = false;
+    recover();
     await until('every reading received by the gateway settled', () => gw.ingest.stats.received === n + 200 && gw.broker.stats.pendingCommits === 0);
     const kept = 200 - shed();
     expect(kept).toBeGreaterThanOrEqual(40);
@@ -261,7 +260,7 @@ describe('gateway forwarding', () => {
     await c.publishAsync('devices/nocommit/telemetry', reading(1), { qos: 1 });
     // The log goes away under the broker (as in a shutdown): the next commit fails for real.
     await gw.log.close();
-    const closed = new Promise((r) => c.once('close', r));
+    const closed = new Promise<void>((r) => c.once('close', () => r()));
     let acked = false;
     void c.publishAsync('devices/nocommit/telemetry', reading(2), { qos: 1 }).then(() => (acked = true), () => undefined);
     await closed;
