@@ -632,10 +632,9 @@ function writeWithSeq(o: Writer, f: Buffer, m: number, end: number, seq: number)
   o.head(0xa0, n + 1);
   o.key3(0x73, 0x65, 0x71); // "seq"
   o.int(seq);
-  // A record is a few dozen bytes: a loop, not Buffer#copy, which allocates a view per call (at
-  // 100k+ records/s those views alone kept V8 collecting its old generation while draining).
-  const b = o.buf;
-  let p = o.pos;
-  for (let i = m + skip; i < end; i++) b[p++] = f[i];
-  o.pos = p;
+  // Buffer#copy makes a short-lived view per call; with the 4 MiB semi-space (deploy/systemd unit)
+  // those die young. Against a byte loop, draining 300k records into InfluxDB (gateway, cloud and
+  // influxd as processes), 4 runs each: gateway CPU 883 → 772 ms on average, and 2 instead of 5-6
+  // full collections. (The loop was chosen with a 2 MiB semi-space, which promoted the views.)
+  o.pos += f.copy(o.buf, o.pos, m + skip, end);
 }
