@@ -18,8 +18,8 @@
  *   `readBatchBytes` (read-batch.ts), so that overshoots `highWater` by little. QoS 0 telemetry is
  *   shed, counted, only when the log is full or more than 2 × `highWater` commits are pending; a
  *   shed publish completes when pending is back under `lowWater` (at most 1 s later), so a flood
- *   is slowed, not spun through. A subscriber that
- *   does not drain within `drainTimeoutMs` is disconnected, so it cannot stall the broker.
+ *   is slowed, not spun through. A subscriber that does not drain within `drainTimeoutMs` is
+ *   disconnected, so it cannot stall the broker.
  * - Security (gateway/README.md "Security"): every client is authenticated at CONNECT (auth.ts:
  *   registry password, TLS client certificate, or anonymous only with `allowAnonymous`) and then
  *   confined by its ACL (auth-acl.ts). A refused PUBLISH is acknowledged and dropped
@@ -144,7 +144,7 @@ export class Broker {
   private server!: Server;
   private tlsServer?: TlsServer;
   private readonly refused = new WeakSet<object>();
-  /** Completions held by backpressure (see committed()); undefined while not holding. */
+  /** Completions held by backpressure (see settled()); undefined while not holding. */
   private held: Array<(err: Error | null) => void> | undefined;
   private shedHeld: Array<(error?: Error | null) => void> = [];
   private shedTimer?: NodeJS.Timeout;
@@ -417,9 +417,9 @@ export class Broker {
       // counted, when the log is full or the commits pending are past twice `highWater`, so QoS 1
       // readings keep their room. Below that it is committed like QoS 1, and past `highWater` held
       // like QoS 1 (aedes reads a client's next packets only after its current ones completed),
-      // which paces a flood to the log. Shedding from `highWater` on, answered at
-      // once, made a flood loop through the shed path (bench ingest_qos0: more shed than
-      // committed, the commits starved of CPU); a shed publish is now held (holdShed).
+      // which paces a flood to the log. Shedding from `highWater` on, answered at once, made a
+      // flood loop through the shed path (bench ingest_qos0: more shed than committed, the commits
+      // starved of CPU); a shed publish is held too (holdShed).
       if (this.ingest.shed(packet.topic)) {
         if (typeof packet.payload === 'object') this.refused.add(packet.payload);
         return this.holdShed(callback);

@@ -151,7 +151,6 @@ export interface ReadResult<R = LogRecord> {
 /** Called once per appended record: `null` when its group commit is done, else why it failed. */
 export type CommitCallback = (err: Error | null) => void;
 
-
 const META = Buffer.from('m:meta');
 const SYNC_MARK = Buffer.from('m:sync');
 const FLOOR = Buffer.from('m:floor');
@@ -606,7 +605,6 @@ export class DurableLog {
       const ends = this.pendingEnds.splice(0, n);
       const src = this.pending.buf;
       const frames: Array<[number, Buffer]> = [];
-      let bytes = 0;
       let from = 0;
       let start = 0;
       for (let i = 0; i < n; i++) {
@@ -619,7 +617,7 @@ export class DurableLog {
       }
       const groupBytes = ends[n - 1];
       frames.push([first + n - 1, frameOf(src, start, groupBytes, n - from)]);
-      bytes = groupBytes + frames.length * FRAME_OVERHEAD;
+      const bytes = groupBytes + frames.length * FRAME_OVERHEAD;
       src.copyWithin(0, groupBytes, this.pending.len);
       this.pending.len -= groupBytes;
       for (let i = 0; i < this.pendingEnds.length; i++) this.pendingEnds[i] -= groupBytes;
