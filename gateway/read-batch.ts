@@ -13,8 +13,12 @@
  * back at the head of the socket's buffer (`unshift`) for the next batch, so the socket stops
  * reading from the kernel and TCP slows the device down instead. Only applied when the client's
  * parser is between packets, so the bytes handed over always start at a packet boundary; a
- * first packet larger than `maxBytes` is handed over whole. aedes has no option for this, so the
- * connection's `read` is wrapped; `false` means the hook could not be installed.
+ * first packet larger than `maxBytes` is handed over whole (or as much of it as has arrived). The
+ * batch accounting is made strict too: a 'readable' event starts a read only when no packet of
+ * the batch is outstanding (aedes let each such event count one packet as done). aedes has no
+ * option for any of this, so the connection's `read`, its 'readable' listener and the parser's
+ * `parse` are wrapped; `false` means the hooks could not be installed (the broker logs it once;
+ * the flood test in test/integration/gateway-forwarding.test.ts fails without them).
  */
 
 interface HookableClient {
