@@ -126,7 +126,9 @@ export class Ingest {
     }
     const stamp = decoded.ts === undefined ? this.opts.clock?.stamp() : undefined;
     // One object from decode to the windows: the log entry, then (with its seq) the committed record.
-    const rec: LogEntry & RawRecord = { kind: 'raw', seq: 0, dev: parsed.deviceId, ts: decoded.ts ?? stamp?.ts ?? this.now(), vals: decoded.values };
+    // Every field in the literal (V8 gives a literal exactly its own slots; a field added later
+    // would cost a property array per reading, kept until the commit).
+    const rec: LogEntry & RawRecord = { kind: 'raw', seq: 0, dev: parsed.deviceId, ts: decoded.ts ?? stamp?.ts ?? this.now(), vals: decoded.values, fl: undefined, tags: undefined, dseq: undefined };
     if (decoded.ts === undefined) rec.fl = stamp?.unsynced ? FLAG_GATEWAY_TS | FLAG_CLOCK_UNSYNCED : FLAG_GATEWAY_TS;
     else if (!this.opts.clock || this.opts.clock.isSynced()) {
       // Clock sanity (only judged once our own clock can be trusted): a device clock far ahead of the gateway's, or absurdly old, is flagged and
