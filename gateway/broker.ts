@@ -36,6 +36,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { DeviceAuth, type DeviceAuthOptions, type Identity } from './auth.js';
 import { DEFAULT_ADMISSION_LIMITS, limitPacketSize, RateLimiter, topicLimitViolation } from './auth-limits.js';
+import { isTelemetryTopic } from '../protocols/topic.js';
 import type { Ingest } from './ingest.js';
 import { settle } from './log.js';
 import { limitReadBatch } from './read-batch.js';
@@ -146,6 +147,8 @@ export class Broker {
   private readonly refused = new WeakSet<object>();
   /** Completions held by backpressure (see settled()); undefined while not holding. */
   private held: Array<(err: Error | null) => void> | undefined;
+  /** A subscription that could match a telemetry topic has been made (skipUnwatchedTelemetry). */
+  private telemetryWatched = false;
   private shedHeld: Array<(error?: Error | null) => void> = [];
   private shedTimer?: NodeJS.Timeout;
   private readonly sockets = new Set<Socket>();
@@ -228,6 +231,7 @@ export class Broker {
         return id && !id.acl.canReceive(packet.topic) ? null : packet;
       },
     });
+    this.skipUnwatchedTelemetry();
     this.aedes.on('client', () => this.stats.connected++);
     this.aedes.on('clientDisconnect', () => this.stats.connected--);
     this.aedes.on('clientError', () => this.stats.clientErrors++);
@@ -477,6 +481,28 @@ export class Broker {
     this.stats.heldPublishes = held.length;
   }
 
+  /**
+   * Telemetry is what the gateway stores; it is brokered to local subscribers too, but most
+   * gateways have none. Until a subscription that could match a telemetry topic is made, a
+   * telemetry publish skips aedes' publish pipeline (a packet copy, two topic-trie matches and two
+   * promise chains per reading, ~15 % of all the gateway allocated under load) and completes at
+   * once; retained messages always go through. Once such a subscription has been seen the
+   * pipeline runs for every publish until the gateway restarts (unsubscribes are not tracked: the
+   * safe side). Local subscribers see exactly what they saw before: nothing is published before
+   * their subscription anyway.
+   */
+  private skipUnwatchedTelemetry(): void {
+    this.aedes.on('subscribe', (subs: Subscription[]) => {
+      if (!this.telemetryWatched && subs.some((s) => filterMayMatchTelemetry(s.topic))) this.telemetryWatched = true;
+    });
+    const aedes = this.aedes as unknown as { publish: (packet: PublishPacket, client?: unknown, done?: (err?: Error) => void) => void };
+    const publish = aedes.publish.bind(this.aedes);
+    aedes.publish = (packet, client, done) => {
+      if (typeof done === 'function' && !this.telemetryWatched && !packet.retain && isTelemetryTopic(packet.topic)) return done();
+      return publish(packet, client, done);
+    };
+  }
+
   /** Rate-limit bucket: the authenticated identity, else the device named by the topic, else the client. */
   private rateKey(client: Client | null, identity: Identity | undefined, topic: string): string {
     if (identity && identity.kind !== 'anonymous') return identity.id;
@@ -542,6 +568,27 @@ export class Broker {
     for (const s of this.sockets) s.destroy();
     await Promise.all(closed);
   }
+}
+
+/**
+ * Whether an MQTT topic filter could match a telemetry topic (`devices/{id}/telemetry[/…]`);
+ * true when in doubt. A shared subscription (`$share/{group}/{filter}`) is judged by its filter.
+ */
+export function filterMayMatchTelemetry(filter: string): boolean {
+  let f = filter;
+  if (f.startsWith('$share/')) {
+    const i = f.indexOf('/', 7);
+    f = i < 0 ? '' : f.slice(i + 1);
+  }
+  const levels = f.split('/');
+  for (let i = 0; i < levels.length; i++) {
+    const l = levels[i];
+    if (l === '#') return true;
+    if (l === '+') continue;
+    if (i === 0 && l !== 'devices') return false;
+    if (i === 2 && l !== 'telemetry') return false;
+  }
+  return levels.length >= 3;
 }
 
 export type { AedesPublishPacket };

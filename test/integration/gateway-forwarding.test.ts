@@ -270,6 +270,22 @@ describe('gateway forwarding', () => {
     expect(gw.broker.stats.pendingCommits).toBe(0);
   });
 
+  it('telemetry skips the broker fan-out until someone subscribes to it, and reaches a subscriber from then on', async () => {
+    gw = await startGateway();
+    const dev = await connect('fan');
+    for (let s = 1; s <= 5; s++) await dev.publishAsync('devices/fan/telemetry', reading(s), { qos: 1 });
+    const other = await connect('other-sub');
+    await other.subscribeAsync('factory/#', { qos: 1 }); // cannot match telemetry: still skipped
+    const watcher = await connect('fan-watch');
+    const got: number[] = [];
+    watcher.on('message', (_t, raw) => got.push(JSON.parse(String(raw)).seq));
+    await watcher.subscribeAsync('$share/g/devices/+/telemetry', { qos: 1 }).catch(() => watcher.subscribeAsync('devices/+/telemetry', { qos: 1 }));
+    for (let s = 6; s <= 10; s++) await dev.publishAsync('devices/fan/telemetry', reading(s), { qos: s % 2 ? 1 : 0 });
+    await until('the readings published after the subscription delivered', () => got.length === 5);
+    expect(got).toEqual([6, 7, 8, 9, 10]);
+    await until('all ten at the cloud', () => cloud.records.size === 10);
+  });
+
   it('resends from the expected sequence after a 409 gap', async () => {
     gw = await startGateway();
     const c = await connect('d1');
