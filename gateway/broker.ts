@@ -8,7 +8,9 @@
  *   PUBACK and will resend.
  * - A telemetry PUBLISH with a bad payload is acknowledged (so the device does not resend the same
  *   poison message forever), counted, dead-lettered, and not forwarded to local subscribers.
- * - Other topics are brokered normally; `$SYS/` is reserved for the broker.
+ * - Other topics are brokered normally; `$SYS/` is reserved for the broker. Telemetry reaches local
+ *   subscribers like any topic; while no subscription that could match it exists, aedes' publish
+ *   pipeline is skipped for it (skipUnwatchedTelemetry: nobody would receive anything).
  * - Backpressure: aedes reads a client's next packets only once every packet of its current read
  *   has completed, and a QoS 1 telemetry publish completes at its commit: that paces each client.
  *   (A QoS 0 one completes when queued for commit: it has no PUBACK to delay.) Across clients,
