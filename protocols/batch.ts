@@ -17,6 +17,7 @@
  * for 400/401/403/409/413/429/503.
  */
 import { crc32 } from 'node:zlib';
+import { AsciiCache } from './ascii-cache.js';
 import { cborDecoder as decoder, cborEncoder as encoder, cborInt } from './cbor.js';
 import { SluiceError } from './errors.js';
 import { cborDepthExceeds } from './nesting.js';
@@ -251,8 +252,8 @@ let depthLimit = 0;
 /** cbor-x's check: array lengths of one decode may not add up to more than its input bytes. */
 let arrayBudget = 0;
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-/** Recently read ASCII texts by a hash of their bytes: keys and device ids repeat on every record. */
-const texts: (string | undefined)[] = new Array<string | undefined>(4096).fill(undefined);
+/** Recently read ASCII texts: keys and device ids repeat on every record. */
+const texts = new AsciiCache(4096, 64);
 
 /** Validated records and the raw aggregates of a body, or undefined when the fast path gave up. */
 function readBodyFast(buf: Uint8Array, maxDepth: number): { recs: RawRecord[]; aggs: unknown[] } | undefined {
@@ -456,23 +457,7 @@ function readText(n: number): string {
   if (n > end - pos) throw GIVE_UP;
   const start = pos;
   pos += n;
-  let hash = n;
-  for (let i = start; i < pos; i++) {
-    const b = src[i];
-    if (b >= 0x80) return readUtf8(start);
-    hash = (Math.imul(hash, 31) + b) | 0;
-  }
-  if (n > 64) return utf8.decode(src.subarray(start, pos));
-  const slot = hash & 4095;
-  const cached = texts[slot];
-  if (cached !== undefined && cached.length === n) {
-    let i = 0;
-    while (i < n && cached.charCodeAt(i) === src[start + i]) i++;
-    if (i === n) return cached;
-  }
-  const s = String.fromCharCode.apply(null, src.subarray(start, pos) as unknown as number[]);
-  texts[slot] = s;
-  return s;
+  return texts.text(src, start, pos) ?? readUtf8(start);
 }
 
 function readUtf8(start: number): string {

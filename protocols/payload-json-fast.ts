@@ -12,6 +12,7 @@
  * precise error; so the answer for any input is the general path's, and the differential test in
  * test/unit/payload-json-fast.test.ts holds it to that.
  */
+import { AsciiCache } from './ascii-cache.js';
 import type { DecodedPayload, PayloadLimits, Tags, Values } from './payload.js';
 
 const QUOTE = 0x22;
@@ -47,7 +48,8 @@ function readString(): string | undefined {
     const b = src[pos];
     if (b === QUOTE) {
       pos++;
-      return latin1(start, pos - 1);
+      // (Bytes are ASCII, checked above, so the cache always answers.)
+      return texts.text(src, start, pos - 1)!;
     }
     if (b === BACKSLASH || b < 0x20 || b >= 0x80) return undefined;
     pos++;
@@ -55,32 +57,8 @@ function readString(): string | undefined {
   return undefined;
 }
 
-/**
- * Recently seen names and short strings, direct-mapped by a hash of their bytes: a fleet sends the
- * same few keys over and over, and handing back the same string saves building it and V8 hashing
- * it again to use it as a property key.
- */
-const CACHE_SIZE = 512;
-const cache: Array<string | undefined> = new Array(CACHE_SIZE).fill(undefined);
-
-function latin1(from: number, to: number): string {
-  const n = to - from;
-  const s = src;
-  if (n > 32) return Buffer.prototype.latin1Slice.call(s, from, to) as string;
-  let h = n;
-  for (let i = from; i < to; i++) h = (h * 31 + s[i]) | 0;
-  const slot = (h ^ (h >>> 9)) & (CACHE_SIZE - 1);
-  const hit = cache[slot];
-  if (hit !== undefined && hit.length === n) {
-    let i = 0;
-    while (i < n && hit.charCodeAt(i) === s[from + i]) i++;
-    if (i === n) return hit;
-  }
-  // (Bytes are ASCII, checked by the caller.)
-  const str = Buffer.prototype.latin1Slice.call(s, from, to) as string;
-  cache[slot] = str;
-  return str;
-}
+/** Names and short strings: a fleet sends the same few keys over and over. */
+const texts = new AsciiCache(512, 32);
 
 /**
  * A JSON number, when its value is exact after one rounding (Clinger's fast path); NaN otherwise
