@@ -226,24 +226,26 @@ function writeRawMap(e: { dev: string; ts: number; vals: Record<string, number |
  */
 export function encodeFrame(pieces: Buffer[], from: number, to: number, bytes: number): Buffer {
   const out = Buffer.allocUnsafe(FRAME_HEAD + bytes);
-  out.writeUInt32BE(MAGIC, 0);
-  out.writeUInt32BE(to - from, 4);
   let pos = FRAME_HEAD;
   for (let i = from; i < to; i++) {
     // set(), not copy(): Buffer#copy makes a Uint8Array view per call (an allocation per record).
     out.set(pieces[i], pos);
     pos += pieces[i].length;
   }
-  out.writeUInt32BE(crc32(out.subarray(FRAME_HEAD)), 8);
-  return out;
+  return sealFrame(out, to - from);
 }
 
 /** A frame from records lying back to back in `records[start, end)` (`count` of them). */
 export function frameOf(records: Uint8Array, start: number, end: number, count: number): Buffer {
   const out = Buffer.allocUnsafe(FRAME_HEAD + end - start);
+  out.set(records.subarray(start, end), FRAME_HEAD);
+  return sealFrame(out, count);
+}
+
+/** Write a frame's head (magic, record count, checksum of its records) in front of its records. */
+function sealFrame(out: Buffer, count: number): Buffer {
   out.writeUInt32BE(MAGIC, 0);
   out.writeUInt32BE(count, 4);
-  out.set(records.subarray(start, end), FRAME_HEAD);
   out.writeUInt32BE(crc32(out.subarray(FRAME_HEAD)), 8);
   return out;
 }

@@ -224,11 +224,16 @@ export function settle(dones: CommitCallback[], err: Error | null): void {
     try {
       dones[i](err);
     } catch (e) {
-      process.nextTick(() => {
-        throw e;
-      });
+      rethrowLater(e);
     }
   }
+}
+
+/** A callback's exception, thrown on the next tick: it surfaces, but cannot break the commit loop. */
+function rethrowLater(e: unknown): void {
+  process.nextTick(() => {
+    throw e;
+  });
 }
 
 export class DurableLog {
@@ -547,9 +552,7 @@ export class DurableLog {
     try {
       this.onCommitted(first, last, dones, err);
     } catch (e) {
-      process.nextTick(() => {
-        throw e;
-      });
+      rethrowLater(e);
     }
   }
 
@@ -1035,10 +1038,7 @@ export class DurableLog {
     if (this.syncTimer) clearInterval(this.syncTimer);
     if (this.diskTimer) clearInterval(this.diskTimer);
     this.wakeSpaceWaiters();
-    while (this.committing || this.pendingDones.length > 0) {
-      if (this.committing) await this.committing;
-      else await this.flush();
-    }
+    await this.drain();
     if (this.unsyncedWrites && this.config.sync !== 'never') {
       await this.db.put(SYNC_MARK, Buffer.from(String(Date.now())), { sync: true } as any).catch(() => undefined);
     }
