@@ -41,6 +41,7 @@ import { DEFAULT_ADMISSION_LIMITS, limitPacketSize, RateLimiter, topicLimitViola
 import { isTelemetryTopic } from '../protocols/topic.js';
 import type { Ingest } from './ingest.js';
 import { settle } from './log.js';
+import { coalescePubacks, fastPublishParse } from './mqtt-fast-path.js';
 import { limitReadBatch } from './read-batch.js';
 import { DeviceRegistry } from './registry.js';
 import { tlsServerOptions, verifiedClientCn, type TlsListenConfig } from './tls.js';
@@ -61,6 +62,11 @@ export interface BrokerConfig {
    * (read-batch.ts); 0 = whatever the socket buffered. Bounds how far a flood overshoots `highWater`.
    */
   readBatchBytes: number;
+  /**
+   * Parse PUBLISH and write PUBACK without mqtt-packet's general machinery where the packets are
+   * plain (mqtt-fast-path.ts); off only to compare against it.
+   */
+  mqttFastPath: boolean;
   /** Largest accepted MQTT packet in bytes. */
   maxPacketBytes: number;
   /** Most simultaneous client connections. */
@@ -106,6 +112,7 @@ export const DEFAULT_BROKER_CONFIG: Omit<BrokerConfig, 'host' | 'port' | 'allowA
   // commit per 8 KiB; with 100 clients the batches can add ~6,000 pending commits over highWater,
   // which stays under the 2 × highWater where QoS 0 is shed.
   readBatchBytes: 8192,
+  mqttFastPath: true,
   maxPacketBytes: DEFAULT_ADMISSION_LIMITS.maxPacketBytes,
   maxConnections: 10_000,
   shedQos0: true,
@@ -292,6 +299,11 @@ export class Broker {
       this.warnOnce(`packet|${socket.remoteAddress}`, 'MQTT packet over the size limit: connection closed', { remote: socket.remoteAddress, bytes: declared, limit: this.config.maxPacketBytes });
     });
     if (!limited) this.warnOnce('packet-hook', 'cannot enforce maxPacketBytes with this aedes/mqtt-packet version', {});
+    if (this.config.mqttFastPath && limited) {
+      // Installed before limitReadBatch, which wraps the parse this one wraps. Without the size
+      // hook the fast path stays off: it leaves oversized packets to that hook to refuse.
+      if (!fastPublishParse((client as any)._parser, this.config.maxPacketBytes) || !coalescePubacks(socket)) this.warnOnce('fast-path', 'MQTT fast path unavailable with this aedes/mqtt-packet version', {});
+    }
     // Bounded read batches: a flood meets the holds in small steps instead of overshooting
     // highWater by a whole socket buffer per client (hundreds of publishes each).
     if (this.config.readBatchBytes > 0 && !limitReadBatch(client, this.config.readBatchBytes)) this.warnOnce('batch-hook', 'cannot bound read batches with this aedes/mqtt-packet version', {});
