@@ -113,9 +113,13 @@ describe('gateway on a damaged disk', () => {
     client = undefined;
     await gw.stop();
     gw = undefined;
-    const { readdir, readFile, writeFile } = await import('node:fs/promises');
+    const { readdir, readFile, writeFile, stat } = await import('node:fs/promises');
     const logDir = `${dir.path}/log`;
-    for (const t of (await readdir(logDir)).filter((f) => f.endsWith('.ldb')).slice(0, 1)) {
+    // The largest table file: the readings' (a small one may hold only metadata or window state,
+    // depending on when LevelDB compacted).
+    const tables = (await readdir(logDir)).filter((f) => f.endsWith('.ldb'));
+    const sizes = await Promise.all(tables.map(async (f) => (await stat(`${logDir}/${f}`)).size));
+    for (const t of tables.filter((_, i) => sizes[i] === Math.max(...sizes)).slice(0, 1)) {
       const buf = await readFile(`${logDir}/${t}`);
       for (let k = 0; k < 5; k++) buf[Math.floor(buf.length * (0.2 + k * 0.1))] ^= 0xff;
       await writeFile(`${logDir}/${t}`, buf);
