@@ -89,14 +89,16 @@ export const gatewayConfigSchema = z
         /** Most records in one group commit. */
         maxGroup: z.number().int().min(1).max(100_000).default(2000),
         /**
-         * At low rates, how long a publish waits for others to share its commit (and fsync) before
-         * its PUBACK: fewer fsyncs and less CPU and SD-card wear against that much PUBACK delay.
-         * Not applied once traffic is heavy (gateway/log.ts scheduleFlush).
+         * At low rates, the longest a publish waits for others to share its commit (and fsync)
+         * before its PUBACK: fewer fsyncs and less CPU and SD-card wear against that much PUBACK
+         * delay. Not applied once traffic is heavy (gateway/log.ts scheduleFlush).
          */
         commitLinger: duration('log.commitLinger').refine((ms) => ms <= 1000, 'log.commitLinger must be at most 1s').default(DEFAULT_LOG_CONFIG.commitLingerMs),
+        /** The wait ends early once nothing else was published for this long. */
+        commitIdle: duration('log.commitIdle').refine((ms) => ms >= 1 && ms <= 1000, 'log.commitIdle must be between 1ms and 1s').default(DEFAULT_LOG_CONFIG.commitIdleMs),
       })
       .strict()
-      .default({ sync: 'always', syncInterval: 1000, quota: 1024 ** 3, reserve: 64 * 1024 ** 2, whenFull: 'block', maxGroup: 2000, commitLinger: DEFAULT_LOG_CONFIG.commitLingerMs }),
+      .default({ sync: 'always', syncInterval: 1000, quota: 1024 ** 3, reserve: 64 * 1024 ** 2, whenFull: 'block', maxGroup: 2000, commitLinger: DEFAULT_LOG_CONFIG.commitLingerMs, commitIdle: DEFAULT_LOG_CONFIG.commitIdleMs }),
     /** Forwarding to the cloud. */
     forward: z
       .object({
@@ -193,6 +195,7 @@ export function loadGatewayConfig(file: string | undefined, flags: Record<string
       whenFull: parsed.log.whenFull,
       maxGroup: parsed.log.maxGroup,
       commitLingerMs: parsed.log.commitLinger,
+      commitIdleMs: parsed.log.commitIdle,
     },
     forwarder: {
       maxBatchRecords: parsed.forward.maxBatchRecords,

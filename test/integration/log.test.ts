@@ -3,8 +3,8 @@
  * the LevelDB implementation in a temporary directory. A new implementation registers itself in
  * `implementations` and must pass the same tests.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DurableLog, type LogConfig } from '../../gateway/log.js';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DurableLog, LINGER_BELOW, settle, type LogConfig } from '../../gateway/log.js';
 import { FRAME_HEAD, FRAME_MAX_BYTES, parseEntry, recordKey, seqOfKey, type WireRecord } from '../../gateway/log-codec.js';
 import { tempDir, until } from '../support/tmp.js';
 
@@ -225,5 +225,68 @@ describe('durable log on a damaged disk', () => {
     } finally {
       await dir.remove();
     }
+  });
+});
+
+/**
+ * The commit linger at low rates (log.ts scheduleFlush): a group waits up to commitLingerMs for
+ * company, ends after commitIdleMs without an append, or once LINGER_BELOW records wait. The
+ * linger's timers are fake; LevelDB is real.
+ */
+describe('commit linger', () => {
+  const realSetTimeout = globalThis.setTimeout;
+  let dir: { path: string; remove(): Promise<void> };
+  let log: DurableLog;
+  let groups: Array<[number, number]>;
+  beforeEach(async () => {
+    dir = await tempDir();
+    log = new DurableLog({ dir: dir.path, sync: 'never', commitLingerMs: 50, commitIdleMs: 5 });
+    await log.open();
+    groups = [];
+    log.onCommitted = (first, last, dones, err) => {
+      if (!err) groups.push([first, last]);
+      settle(dones, err);
+    };
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+  });
+  afterEach(async () => {
+    vi.useRealTimers();
+    await log.close().catch(() => undefined);
+    await dir.remove();
+  });
+
+  /** `p`, or a failure naming `what` if it has not settled within 5 s of real time. */
+  const within = <T>(p: Promise<T>, what: string) =>
+    Promise.race([p, new Promise<never>((_, reject) => realSetTimeout(() => reject(new Error(`${what}: not committed`)), 5000))]);
+
+  it('a lone append commits after commitIdleMs without company, not after the whole linger', async () => {
+    const a = log.append(raw('solo', 1, 1));
+    await vi.advanceTimersByTimeAsync(4);
+    expect(groups).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    await within(a.committed, 'after 5 ms of no other append');
+    expect(groups).toEqual([[1, 1]]);
+  });
+
+  it('appends arriving more often than commitIdleMs keep the group open until commitLingerMs', async () => {
+    const all: Array<Promise<void>> = [];
+    for (let t = 0; t < 100; t += 2) {
+      all.push(log.append(raw('trickle', t, t)).committed);
+      await vi.advanceTimersByTimeAsync(2);
+    }
+    await within(Promise.all(all), 'the trickle');
+    // The first group: the appends at 0, 2, …, 48 ms, cut at 50 ms.
+    expect(groups[0]).toEqual([1, 25]);
+    expect(groups.length).toBeLessThanOrEqual(3);
+  });
+
+  it(`ends the linger once ${LINGER_BELOW} records wait`, async () => {
+    const first = Array.from({ length: 10 }, (_, i) => log.append(raw('burst', i, i)).committed);
+    await vi.advanceTimersByTimeAsync(3);
+    const more = Array.from({ length: LINGER_BELOW }, (_, i) => log.append(raw('burst', 10 + i, i)).committed);
+    // The check at 5 ms sees appends since the last one but enough of them: commit now.
+    await vi.advanceTimersByTimeAsync(2);
+    await within(Promise.all([...first, ...more]), `${LINGER_BELOW} waiting`);
+    expect(groups).toEqual([[1, 10 + LINGER_BELOW]]);
   });
 });
