@@ -7,6 +7,7 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Gateway, type GatewayConfig } from '../../gateway/gateway.js';
 import { ScriptedCloud } from '../support/scripted-cloud.js';
+import { damageDataBlock, dataBlocks } from '../support/leveldb-table.js';
 import { tempDir, until } from '../support/tmp.js';
 
 let cloud: ScriptedCloud;
@@ -115,19 +116,21 @@ describe('gateway on a damaged disk', () => {
     gw = undefined;
     const { readdir, readFile, writeFile, stat } = await import('node:fs/promises');
     const logDir = `${dir.path}/log`;
-    // The largest table file: the readings' (a small one may hold only metadata or window state,
-    // depending on when LevelDB compacted).
+    // The middle data block of the largest table (the readings'; a small one may hold only
+    // metadata or window state, depending on when LevelDB compacted) made unreadable.
     const tables = (await readdir(logDir)).filter((f) => f.endsWith('.ldb'));
     const sizes = await Promise.all(tables.map(async (f) => (await stat(`${logDir}/${f}`)).size));
-    for (const t of tables.filter((_, i) => sizes[i] === Math.max(...sizes)).slice(0, 1)) {
-      const buf = await readFile(`${logDir}/${t}`);
-      for (let k = 0; k < 5; k++) buf[Math.floor(buf.length * (0.2 + k * 0.1))] ^= 0xff;
-      await writeFile(`${logDir}/${t}`, buf);
-    }
+    const largest = `${logDir}/${tables[sizes.indexOf(Math.max(...sizes))]}`;
+    const table = await readFile(largest);
+    const blocks = dataBlocks(table).length;
+    expect(blocks).toBeGreaterThan(2);
+    damageDataBlock(table, Math.floor(blocks / 2));
+    await writeFile(largest, table);
     cloud.script = () => undefined;
     gw = await startGateway({ log: { sync: 'never' } });
     expect(gw.log.stats.salvaged + gw.log.stats.lostToCorruption).toBe(6000);
     expect(gw.log.stats.salvaged).toBeGreaterThan(3000);
+    expect(gw.log.stats.lostToCorruption).toBeGreaterThan(0); // the block's readings
     client = await mqtt.connectAsync(gw.mqttUrl, { clientId: 'dmg' });
     await client.publishAsync('devices/dmg/telemetry', JSON.stringify({ ts: T + 10_000_000, seq: 99_999, values: { temperature: 1 } }), { qos: 1 });
     await until('salvaged backlog and the new reading delivered', () => cloud.records.size === gw!.log.stats.salvaged + 1, 30_000);
