@@ -56,14 +56,15 @@ export class RateLimiter {
     const t = this.now();
     let b = this.buckets.get(key);
     if (b) {
-      this.buckets.delete(key); // re-inserted below: Map order is then least recently used first
+      // Updated in place (deleting and re-inserting it to keep the Map in LRU order cost a Map
+      // rehash every few thousand publishes); `at` orders the eviction instead.
       b.tokens = Math.min(this.burst, b.tokens + ((t - b.at) * this.rate) / 1000);
       b.at = t;
     } else {
+      if (this.buckets.size >= this.maxKeys) this.evictLeastRecent();
       b = { tokens: this.burst, at: t };
-      if (this.buckets.size >= this.maxKeys) this.buckets.delete(this.buckets.keys().next().value!);
+      this.buckets.set(key, b);
     }
-    this.buckets.set(key, b);
     if (b.tokens < 1) return false;
     b.tokens -= 1;
     return true;
@@ -71,6 +72,13 @@ export class RateLimiter {
 
   get size(): number {
     return this.buckets.size;
+  }
+
+  /** Forget the least recently used tenth of the keys (at least one), so a full table is rare work. */
+  private evictLeastRecent(): void {
+    const byAge = [...this.buckets].sort((x, y) => x[1].at - y[1].at);
+    const n = Math.max(1, Math.floor(byAge.length / 10));
+    for (let i = 0; i < n; i++) this.buckets.delete(byAge[i][0]);
   }
 }
 

@@ -29,11 +29,14 @@ export interface IngestStats {
 
 export type IngestRejected = { ok: false; reason: string; code: string; message: string };
 export type IngestResult = { ok: true; seq: number; committed: Promise<void> } | IngestRejected;
-/** What submit() returns: accepted (its `done` will be called) or refused. */
-export type IngestSubmit = { ok: true; seq: number } | IngestRejected;
+/**
+ * What submit() returns: accepted (its `done` will be called) or refused. One shared object for
+ * every acceptance (no allocation per reading); the reading's sequence is then `lastSeq`.
+ */
+export type IngestSubmit = { readonly ok: true } | IngestRejected;
 
 const TOPIC_CACHE_SIZE = 10_000;
-const DUPLICATE: IngestSubmit = Object.freeze({ ok: true, seq: 0 });
+const ACCEPTED: IngestSubmit = Object.freeze({ ok: true });
 
 export interface IngestOptions {
   limits?: PayloadLimits;
@@ -63,8 +66,14 @@ export class Ingest {
   private readonly recent = new RecentReadings(64);
   private readonly topics = new Map<string, TelemetryTopic | null>();
 
-  /** Readings appended to the log and not yet settled, in sequence order. */
+  /**
+   * Readings appended to the log and not yet settled, in sequence order, from `settledUpTo` on (the
+   * settled head is cut off now and then, not per group: splice() builds an array of what it removes).
+   */
   private readonly uncommitted: Array<LogEntry & RawRecord> = [];
+  private settledUpTo = 0;
+  /** Sequence of the reading submit() accepted last (0: it was a retransmission, stored before). */
+  lastSeq = 0;
   /**
    * Tells the callbacks passed to submit() how their readings' commit went, a group at a time (the
    * broker replaces it to do its backpressure bookkeeping once per group). Default: each callback.
@@ -90,7 +99,7 @@ export class Ingest {
     });
     const r = this.submit(topic, payload, clientId, contentType, done);
     if (r === null || !r.ok) return r;
-    return { ok: true, seq: r.seq, committed };
+    return { ok: true, seq: this.lastSeq, committed };
   }
 
   /**
@@ -122,7 +131,8 @@ export class Ingest {
       // connection dropped): acknowledge it again, store it once.
       this.stats.dropped.duplicate = (this.stats.dropped.duplicate ?? 0) + 1;
       process.nextTick(() => this.onSettled([done], null));
-      return DUPLICATE;
+      this.lastSeq = 0;
+      return ACCEPTED;
     }
     const stamp = decoded.ts === undefined ? this.opts.clock?.stamp() : undefined;
     // One object from decode to the windows: the log entry, then (with its seq) the committed record.
@@ -148,7 +158,8 @@ export class Ingest {
     rec.seq = seq;
     if (seq > 0) this.uncommitted.push(rec);
     if (stamp?.unsynced) this.opts.clock!.track(seq, stamp);
-    return { ok: true, seq };
+    this.lastSeq = seq;
+    return ACCEPTED;
   }
 
   /**
@@ -158,20 +169,28 @@ export class Ingest {
    */
   private committedGroup(_first: number, last: number, dones: CommitCallback[], err: Error | null): void {
     const recs = this.uncommitted;
-    let k = 0;
+    const from = this.settledUpTo;
+    let k = from;
     while (k < recs.length && recs[k].seq <= last) k++;
     if (err) {
       this.stats.errors += dones.length;
     } else {
-      this.stats.committed += k;
-      for (let i = 0; i < k; i++) {
+      this.stats.committed += k - from;
+      for (let i = from; i < k; i++) {
         const rec = recs[i];
         // Remembered only once durable: a retransmission of a reading whose commit failed is stored.
         if (rec.dseq !== undefined && !(rec.fl! & FLAG_GATEWAY_TS)) this.recent.remember(rec.dev, rec.dseq, rec.ts);
         this.opts.onReading?.(rec);
       }
     }
-    if (k > 0) recs.splice(0, k);
+    for (let i = from; i < k; i++) recs[i] = undefined as never; // no longer kept alive
+    if (k === recs.length) {
+      recs.length = 0;
+      this.settledUpTo = 0;
+    } else if (k >= 4096) {
+      recs.splice(0, k);
+      this.settledUpTo = 0;
+    } else this.settledUpTo = k;
     this.onSettled(dones, err);
   }
 

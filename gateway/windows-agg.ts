@@ -29,7 +29,14 @@ export class MetricAcc {
   min = Infinity;
   max = -Infinity;
   lastTs = -Infinity;
-  last: MetricValue = 0;
+  /** The last value: a number (a double field: storing one allocates nothing), or the boolean in lastIsBool. */
+  lastNum = 0;
+  lastIsBool = false;
+
+  /** The value of the reading with the greatest event time. */
+  get last(): MetricValue {
+    return this.lastIsBool ? this.lastNum === 1 : this.lastNum;
+  }
 
   reset(): void {
     this.n = 0;
@@ -39,31 +46,41 @@ export class MetricAcc {
     this.min = Infinity;
     this.max = -Infinity;
     this.lastTs = -Infinity;
-    this.last = 0;
+    this.lastNum = 0;
+    this.lastIsBool = false;
   }
 
-  /** `raw` is a finite number (not -0) or a boolean; the engine has checked. */
-  add(ts: number, raw: MetricValue): void {
-    let v: number;
-    if (typeof raw === 'boolean') {
-      this.nb++;
-      v = raw ? 1 : 0;
-      this.t += v;
-    } else v = raw;
+  /** A finite number (not -0); the engine has checked. */
+  addNumber(ts: number, v: number): void {
     this.n++;
     this.sum += v;
     if (v < this.min) this.min = v;
     if (v > this.max) this.max = v;
     if (ts >= this.lastTs) {
       this.lastTs = ts;
-      this.last = raw;
+      this.lastNum = v;
+      this.lastIsBool = false;
+    }
+  }
+
+  addBoolean(ts: number, b: boolean): void {
+    const v = b ? 1 : 0;
+    this.nb++;
+    this.t += v;
+    this.n++;
+    this.sum += v;
+    if (v < this.min) this.min = v;
+    if (v > this.max) this.max = v;
+    if (ts >= this.lastTs) {
+      this.lastTs = ts;
+      this.lastNum = v;
+      this.lastIsBool = true;
     }
   }
 
   toAggregate(): MetricAggregate {
     if (this.nb === this.n) return { count: this.n, mean: this.t / this.n, last: this.last };
-    const last = typeof this.last === 'boolean' ? (this.last ? 1 : 0) : this.last;
-    return { count: this.n, min: this.min, max: this.max, mean: this.sum / this.n, sum: this.sum, last };
+    return { count: this.n, min: this.min, max: this.max, mean: this.sum / this.n, sum: this.sum, last: this.lastNum };
   }
 
   save(metric: string): AccSnapshot {
@@ -71,7 +88,10 @@ export class MetricAcc {
   }
 
   load(s: AccSnapshot): void {
-    [, this.n, this.nb, this.t, this.sum, this.min, this.max, this.lastTs, this.last] = s;
+    let last: MetricValue;
+    [, this.n, this.nb, this.t, this.sum, this.min, this.max, this.lastTs, last] = s;
+    this.lastIsBool = typeof last === 'boolean';
+    this.lastNum = typeof last === 'boolean' ? (last ? 1 : 0) : last;
   }
 }
 

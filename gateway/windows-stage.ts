@@ -113,7 +113,10 @@ export class WindowStage {
   }
 
   private emit(outs: readonly WindowOutput[]): void {
-    for (const o of outs) {
+    // Indexed: called per reading, almost always with nothing, and a for-of iterator was an
+    // allocation each time.
+    for (let i = 0; i < outs.length; i++) {
+      const o = outs[i];
       const { committed } = this.agg.append({ kind: 'agg', ...o });
       this.emitted++;
       const p = committed.catch((err) => {

@@ -62,7 +62,7 @@ interface DeviceState {
   wm: number;
   /** Gateway clock at the last add(). */
   lastSeen: number;
-  /** Per window kind: window start → window. */
+  /** Per window kind: start / advance → window (a small integer key: a start in ms is past the small-integer range and was boxed on every lookup). */
   readonly wins: Map<number, Win>[];
   open: number;
   /** Smallest end among open windows; Infinity if none. */
@@ -231,7 +231,7 @@ export class WindowEngine {
           acc.load(a);
           w.accs.set(a[0], acc);
         }
-        d.wins[kind].set(start, w);
+        d.wins[kind].set(start / e.defs[kind].advance, w);
         if (rev < 0) {
           d.open++;
           e.openTotal++;
@@ -323,11 +323,12 @@ export class WindowEngine {
       if (r < 0) r += advance;
       for (let start = ts - r; start + size > ts; start -= advance) {
         const end = start + size;
-        let w = map.get(start);
+        const key = start / advance;
+        let w = map.get(key);
         if (end > wm) {
           if (w === undefined) {
             w = this.newWin(start, end);
-            map.set(start, w);
+            map.set(key, w);
             d.open++;
             this.openTotal++;
             if (end < d.nextClose) d.nextClose = end;
@@ -343,7 +344,7 @@ export class WindowEngine {
         if (w === undefined) {
           // Closed while empty: first emission comes now, as rev 0.
           w = this.newWin(start, end);
-          map.set(start, w);
+          map.set(key, w);
           if (end + this.grace < d.nextExpire) d.nextExpire = end + this.grace;
         }
         w.rev++;
@@ -365,7 +366,8 @@ export class WindowEngine {
         accs.set(k, acc);
       }
       const v = vals[k];
-      acc.add(ts, typeof v === 'number' ? v + 0 : v);
+      if (typeof v === 'number') acc.addNumber(ts, v + 0);
+      else acc.addBoolean(ts, v);
     }
   }
 
@@ -391,7 +393,7 @@ export class WindowEngine {
           (out ??= []).push(this.emit(d, kind, w));
         }
         if (w.end + grace <= wm) {
-          map.delete(w.start);
+          map.delete(w.start / this.defs[kind].advance);
           this.release(w);
         } else if (w.end + grace < nextExpire) nextExpire = w.end + grace;
       }
@@ -436,12 +438,10 @@ export class WindowEngine {
   private saveDevice(d: DeviceState): DeviceSnapshot {
     const wins: WinSnapshot[] = [];
     for (let kind = 0; kind < d.wins.length; kind++) {
-      const starts = [...d.wins[kind].keys()].sort((a, b) => a - b);
-      for (const start of starts) {
-        const w = d.wins[kind].get(start) as Win;
+      for (const w of [...d.wins[kind].values()].sort((a, b) => a.start - b.start)) {
         const accs = [];
         for (const [k, acc] of w.accs) accs.push(acc.save(k));
-        wins.push([kind, start, w.rev, accs]);
+        wins.push([kind, w.start, w.rev, accs]);
       }
     }
     return [d.id, d.maxTs, d.wm, d.lastSeen, wins];

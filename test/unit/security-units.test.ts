@@ -98,6 +98,24 @@ describe('limits', () => {
     expect(r.size).toBe(3);
     expect(new RateLimiter(0, 1).take('x')).toBe(true);
   });
+
+  it('token bucket: a full table forgets the least recently used keys, not the busy ones', () => {
+    let now = 0;
+    // One token each and (practically) no refill: a remembered key stays refused, a forgotten one starts full.
+    const r = new RateLimiter(0.001, 1, () => now, 10);
+    for (let i = 0; i < 10; i++) {
+      now = i;
+      expect(r.take(`k${i}`)).toBe(true);
+    }
+    now = 10;
+    expect(r.take('k0')).toBe(false); // k0 is now the most recently used
+    now = 11;
+    expect(r.take('new')).toBe(true); // the table is full: k1, the least recently used, goes
+    expect(r.size).toBe(10);
+    expect(r.take('k0')).toBe(false);
+    expect(r.take('k2')).toBe(false);
+    expect(r.take('k1')).toBe(true); // forgotten: a full bucket again
+  });
 });
 
 describe('nesting scanners', () => {
