@@ -38,6 +38,7 @@ import { rename, statfs } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
 import { decode, Encoder } from 'cbor-x';
 import { SluiceError } from '../protocols/errors.js';
+import { verifyTables } from './leveldb-verify.js';
 import {
   decodeWire,
   appendRecord,
@@ -141,6 +142,8 @@ export interface LogStats {
   full: boolean;
   /** Readings copied out of a damaged log into a fresh one at start. */
   salvaged: number;
+  /** Table blocks found damaged at open (checksum) and marked so that LevelDB reports them (leveldb-verify.ts). */
+  damagedBlocks: number;
   /** Unacknowledged readings of a damaged log that could not be read back. */
   lostToCorruption: number;
 }
@@ -295,6 +298,7 @@ export class DurableLog {
     blockedAppends: 0,
     full: false,
     salvaged: 0,
+    damagedBlocks: 0,
     lostToCorruption: 0,
   };
 
@@ -352,6 +356,17 @@ export class DurableLog {
   async open(): Promise<void> {
     let salvageFrom: string | undefined;
     if (this.ownsDb) {
+      // Before LevelDB reads a table: a damaged block it would decode can abort the process
+      // (leveldb-verify.ts); marked, it becomes a Corruption error handled below.
+      const check = await verifyTables(this.config.dir, true);
+      if (check.damaged.length > 0) {
+        const blocks = check.damaged.reduce((n, d) => n + Math.max(1, d.blocks.length), 0);
+        this.stats.damagedBlocks += blocks;
+        this.onCorruption?.('damaged LevelDB table blocks found at open (checksum mismatch): marked unreadable so that LevelDB reports them', {
+          damaged: check.damaged.map((d) => ({ file: d.file, scope: d.scope, reason: d.reason, blocks: d.blocks.length })),
+        });
+      }
+      for (const u of check.unreadable) this.onCorruption?.('could not verify a LevelDB table at open', u);
       await this.db.open();
       try {
         await this.load();
