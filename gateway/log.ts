@@ -144,6 +144,8 @@ export interface LogStats {
   salvaged: number;
   /** Table blocks found damaged at open (checksum) and marked so that LevelDB reports them (leveldb-verify.ts). */
   damagedBlocks: number;
+  /** Times the LevelDB's metadata was rebuilt by LevelDB repair at open (openOrRepair). */
+  repairs: number;
   /** Unacknowledged readings of a damaged log that could not be read back. */
   lostToCorruption: number;
 }
@@ -299,6 +301,7 @@ export class DurableLog {
     full: false,
     salvaged: 0,
     damagedBlocks: 0,
+    repairs: 0,
     lostToCorruption: 0,
   };
 
@@ -367,9 +370,11 @@ export class DurableLog {
         });
       }
       for (const u of check.unreadable) this.onCorruption?.('could not verify a LevelDB table at open', u);
-      await this.db.open();
+      const repairsBefore = this.stats.repairs;
+      await this.openOrRepair();
       try {
         await this.load();
+        if (this.stats.repairs > repairsBefore) this.countRepairLoss();
         // load() read every record of this lane; the aggregate lane is small: read it too, so that
         // corruption anywhere is handled here, by the owner of the LevelDB.
         for await (const _ of this.db.iterator({ gt: recordKey(0, LANES.agg.rec), lt: recordKey(2 ** 53, LANES.agg.rec) }));
@@ -382,6 +387,53 @@ export class DurableLog {
     }
     this.startTimers();
     if (salvageFrom) await this.salvage(salvageFrom);
+  }
+
+  /**
+   * Open the LevelDB; when it cannot be opened because its metadata is damaged (MANIFEST, CURRENT:
+   * LevelDB says Corruption), rebuild that metadata from the tables and write-ahead logs with
+   * LevelDB's repair, which keeps every record it can read, and open again. Without this a damaged
+   * MANIFEST stops every start. If even that fails, the damaged directory is moved aside and a
+   * fresh log started (startOver), so the gateway keeps taking readings.
+   */
+  private async openOrRepair(): Promise<void> {
+    const corrupt = (err: unknown) => {
+      const e = err as { code?: string; cause?: { code?: string } };
+      return e.code === 'LEVEL_CORRUPTION' || e.cause?.code === 'LEVEL_CORRUPTION';
+    };
+    try {
+      await this.db.open();
+      return;
+    } catch (err) {
+      if (!corrupt(err)) throw err;
+      this.onCorruption?.('LevelDB could not open the log (damaged metadata): rebuilding it from its tables with LevelDB repair', { err: ((err as { cause?: Error }).cause ?? (err as Error)).message });
+    }
+    const repair = (Level as unknown as { repair?: (dir: string) => Promise<void> }).repair;
+    try {
+      if (typeof repair !== 'function') throw new Error('this LevelDB binding has no repair');
+      await repair.call(Level, this.config.dir);
+      this.ownDb = this.newLevel(this.config.dir);
+      await this.db.open();
+      this.stats.repairs++;
+    } catch (err) {
+      this.onCorruption?.('LevelDB repair failed: moving the damaged log aside and starting a fresh one', { err: (err as Error).message });
+      const aside = `${this.config.dir}.damaged-${Date.now()}`;
+      await rename(this.config.dir, aside);
+      mkdirSync(this.config.dir, { recursive: true });
+      this.ownDb = this.newLevel(this.config.dir);
+      await this.db.open();
+    }
+  }
+
+  /**
+   * After a repair: readings between the cursor and the next sequence that are no longer there were
+   * in blocks LevelDB could not read. Under `drop-oldest` evictions leave the same kind of gap, so
+   * there the figure is only logged, not counted.
+   */
+  private countRepairLoss(): void {
+    const missing = Math.max(0, this.nextSeq - 1 - this.cursor - this.stats.backlogRecords);
+    if (this.config.whenFull === 'block') this.stats.lostToCorruption += missing;
+    this.onCorruption?.('log repaired', { backlog: this.stats.backlogRecords, missing, counted: this.config.whenFull === 'block' });
   }
 
   /**

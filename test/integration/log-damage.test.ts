@@ -110,6 +110,35 @@ describe('LevelDB tables damaged on disk', () => {
     expect(res.out.read).toBe(res.out.salvaged);
   });
 
+  /** Flip a byte in the middle of the directory's MANIFEST: LevelDB then refuses to open it. */
+  async function damageManifest(dir: string): Promise<void> {
+    const name = (await readdir(dir)).find((f) => f.startsWith('MANIFEST-'))!;
+    const m = await readFile(join(dir, name));
+    m[Math.floor(m.length / 2)] ^= 0xff;
+    await writeFile(join(dir, name), m);
+  }
+
+  it('a damaged MANIFEST: the log is rebuilt from its tables (LevelDB repair) and nothing is lost', async () => {
+    const dir = join(work.path, 'manifest');
+    await cp(base.path, dir, { recursive: true });
+    await damageManifest(dir);
+    const res = await openInChild(dir);
+    expect(res.code, res.err).toBe(0);
+    expect(res.out).toMatchObject({ repairs: 1, read: READINGS, backlogRecords: READINGS, lostToCorruption: 0 });
+  });
+
+  it('a damaged MANIFEST and damaged blocks: repaired, and the readings in those blocks counted lost', async () => {
+    const dir = join(work.path, 'fixture-manifest');
+    await cp(FIXTURE, dir, { recursive: true });
+    await damageManifest(dir);
+    const res = await openInChild(dir);
+    expect(res.code, res.err).toBe(0);
+    expect(res.out.repairs).toBe(1);
+    expect(res.out.damagedBlocks).toBe(5);
+    expect(res.out.read + res.out.lostToCorruption).toBe(READINGS);
+    expect(res.out.read).toBeGreaterThan(5000);
+  });
+
   it('CRC-32C is the Castagnoli one LevelDB uses', () => {
     expect(crc32c(Buffer.from('123456789'))).toBe(0xe3069283);
   });

@@ -17,6 +17,6 @@ for (;;) {
   read += r.records.length;
   after = r.upTo;
 }
-const { salvaged, lostToCorruption, damagedBlocks, backlogRecords } = log.stats;
-process.stdout.write(`${JSON.stringify({ salvaged, lostToCorruption, damagedBlocks, backlogRecords, read, events })}\n`);
+const { salvaged, lostToCorruption, damagedBlocks, backlogRecords, repairs } = log.stats;
+process.stdout.write(`${JSON.stringify({ salvaged, lostToCorruption, damagedBlocks, backlogRecords, repairs, read, events })}\n`);
 await log.close();
