@@ -21,7 +21,7 @@ const only = args.includes('--only') ? new Set(args[args.indexOf('--only') + 1].
 
 const P = {
   ingestSeconds: quick ? 4 : 6,
-  ingestRounds: quick ? 1 : 3,
+  ingestRounds: quick ? 1 : 5,
   devices: 100,
   window: 16,
   drainReadings: quick ? 30_000 : 500_000,
