@@ -52,21 +52,17 @@ export class MetricAcc {
 
   /** A finite number (not -0); the engine has checked. */
   addNumber(ts: number, v: number): void {
-    this.n++;
-    this.sum += v;
-    if (v < this.min) this.min = v;
-    if (v > this.max) this.max = v;
-    if (ts >= this.lastTs) {
-      this.lastTs = ts;
-      this.lastNum = v;
-      this.lastIsBool = false;
-    }
+    this.put(ts, v, false);
   }
 
   addBoolean(ts: number, b: boolean): void {
     const v = b ? 1 : 0;
     this.nb++;
     this.t += v;
+    this.put(ts, v, true);
+  }
+
+  private put(ts: number, v: number, isBool: boolean): void {
     this.n++;
     this.sum += v;
     if (v < this.min) this.min = v;
@@ -74,7 +70,7 @@ export class MetricAcc {
     if (ts >= this.lastTs) {
       this.lastTs = ts;
       this.lastNum = v;
-      this.lastIsBool = true;
+      this.lastIsBool = isBool;
     }
   }
 

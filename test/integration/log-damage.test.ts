@@ -13,20 +13,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkTable, crc32c, verifyTables } from '../../gateway/leveldb-verify.js';
 import { DurableLog } from '../../gateway/log.js';
 import { tempDir } from '../support/tmp.js';
+import { mulberry32 as rng } from '../../devices-sim/signals.js';
 
 const repo = join(import.meta.dirname, '..', '..');
 const READINGS = 6000;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Open the log in a child process; its exit code or signal and its counters. */
 function openInChild(dir: string): Promise<{ code: number | null; signal: string | null; out: any; err: string }> {

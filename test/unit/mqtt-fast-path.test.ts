@@ -11,17 +11,9 @@ import mqttPacket from 'mqtt-packet';
 import { createServer, connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { coalescePubacks, fastPublishParse } from '../../gateway/mqtt-fast-path.js';
+import { wholePacketsEnd } from '../../gateway/read-batch.js';
+import { mulberry32 as rng } from '../../devices-sim/signals.js';
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const TOPICS = ['sluice/d1/telemetry', 'sluice/d2/temperature', 'capteurs/serre-été/telemetry', 'a', `long/${'x'.repeat(200)}/telemetry`, 'devices/ключ/telemetry'];
 
@@ -73,22 +65,14 @@ function feed(parser: { parse(b: Buffer): unknown }, buf: Buffer, cuts: number[]
 }
 
 function boundaries(buf: Buffer): number[] {
+  // The end of each whole packet, as read-batch.ts finds them (a malformed length: the rest).
   const out: number[] = [];
   let pos = 0;
   while (pos < buf.length) {
-    let len = 0;
-    let mul = 1;
-    let i = pos + 1;
-    for (;;) {
-      if (i >= buf.length) return out;
-      const b = buf[i++];
-      len += (b & 0x7f) * mul;
-      if ((b & 0x80) === 0) break;
-      mul *= 128;
-      if (i - pos > 4) return out;
-    }
-    pos = i + len;
-    out.push(Math.min(pos, buf.length));
+    const n = wholePacketsEnd(buf.subarray(pos), 1);
+    if (n === 0) break;
+    pos += n;
+    out.push(pos);
   }
   return out;
 }

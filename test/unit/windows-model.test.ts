@@ -12,6 +12,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { validateAggRecord, type MetricAggregate } from '../../protocols/batch.js';
 import type { MetricValue, Values } from '../../protocols/payload.js';
+import { mulberry32 } from '../../devices-sim/signals.js';
 import {
   mergeSnapshot,
   resolveWindowConfig,
@@ -23,17 +24,6 @@ import {
 } from '../../gateway/windows.js';
 
 // ---------- seeded randomness ----------
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Rng {
   private readonly next: () => number;
