@@ -19,11 +19,12 @@
  *   does not read LevelDB for them again: this process is the only writer of the database (LevelDB's
  *   lock), and a mark is cached only after LevelDB has it, so the copy never runs ahead of the disk.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
 import type { AbstractSublevel } from 'abstract-level';
 import type { AggRecord, Batch, RawRecord } from '../protocols/batch.js';
+import { verifyTables } from '../protocols/leveldb-verify.js';
 
 interface StoredMark {
   hw: number;
@@ -43,14 +44,46 @@ export class HwmStore {
   /** Stored marks by key, as LevelDB holds them (see the module comment). */
   private readonly marks = new Map<string, number>();
 
-  constructor(private readonly dataDir: string) {}
+  constructor(
+    private readonly dataDir: string,
+    private readonly opts: { onDamaged?: (message: string, detail: object) => void } = {},
+  ) {}
 
+  /**
+   * Open the store. A store damaged on disk (a table block that fails its checksum, or LevelDB
+   * refusing to open it) is moved aside (`hwm.damaged-<time>`, kept for inspection) and a fresh one
+   * started, rather than read: LevelDB would decode the damaged block and can abort the process on
+   * it (protocols/leveldb-verify.ts), which would be a crash loop. Nothing acknowledged is lost by
+   * that: a gateway sends with every batch what the cloud acknowledged so far (`x-sluice-acked`),
+   * and a mark this store does not have is placed from that (ingest.ts); replays rewrite the same
+   * points. What is lost is alert state, so an active alert may fire once more.
+   */
   async open(): Promise<void> {
     const dir = join(this.dataDir, 'hwm');
     await mkdir(dir, { recursive: true });
-    const db = new Level<string, StoredMark>(dir, { valueEncoding: 'json' });
-    await db.open();
-    this.db = db;
+    const check = await verifyTables(dir, false);
+    let damage = check.damaged.length > 0 ? { reason: 'table blocks fail their checksum', damaged: check.damaged.map((d) => ({ file: d.file, reason: d.reason })) } : undefined;
+    // Constructed only when it is to be opened: abstract-level opens a new instance by itself.
+    let db: Level<string, StoredMark> | undefined;
+    if (!damage) {
+      db = new Level<string, StoredMark>(dir, { valueEncoding: 'json' });
+      try {
+        await db.open();
+      } catch (err) {
+        const e = err as { code?: string; cause?: { code?: string; message?: string } };
+        if (e.code !== 'LEVEL_CORRUPTION' && e.cause?.code !== 'LEVEL_CORRUPTION') throw err;
+        damage = { reason: `LevelDB refused to open it: ${e.cause?.message ?? (err as Error).message}`, damaged: [] };
+      }
+    }
+    if (damage) {
+      const aside = `${dir}.damaged-${Date.now()}`;
+      await rename(dir, aside);
+      await mkdir(dir, { recursive: true });
+      this.opts.onDamaged?.('high-water mark store damaged on disk: moved aside, starting an empty one (marks are relearned from the gateways; alert state is lost)', { aside, ...damage });
+      db = new Level<string, StoredMark>(dir, { valueEncoding: 'json' });
+      await db.open();
+    }
+    this.db = db!;
   }
 
   /** Waits for queued work of every gateway, then closes LevelDB. */

@@ -141,7 +141,12 @@ export class CloudServer {
 
   async start(): Promise<{ url: string }> {
     if (this.server) throw new Error('CloudServer already started');
-    const store = new HwmStore(this.cfg.dataDir);
+    const store = new HwmStore(this.cfg.dataDir, {
+      onDamaged: (message, detail) => {
+        this.metrics.errors.inc({ reason: 'store_damaged' });
+        this.log.error(detail, message);
+      },
+    });
     await store.open();
     try {
       this.sink = await createInfluxSink(this.cfg.influx, { timeoutMs: this.cfg.influxTimeoutMs, logger: this.log });

@@ -38,7 +38,7 @@ import { rename, statfs } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
 import { decode, Encoder } from 'cbor-x';
 import { SluiceError } from '../protocols/errors.js';
-import { verifyTables } from './leveldb-verify.js';
+import { verifyTables } from '../protocols/leveldb-verify.js';
 import {
   decodeWire,
   appendRecord,

@@ -2,7 +2,7 @@
  * A LevelDB table damaged on disk (flipped bytes, as on a failing SD card) must never take the
  * process down. The prebuilt classic-level decodes table blocks without verifying their checksums
  * and aborts on a garbage key (an assertion in leveldb's dbformat.h), so the log verifies every
- * block at open (gateway/leveldb-verify.ts) and marks damaged ones so that LevelDB reports them,
+ * block at open (protocols/leveldb-verify.ts) and marks damaged ones so that LevelDB reports them,
  * and the salvage handles that. Each open runs in a child process: an abort is a dead child, not a
  * dead test runner.
  */
@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { cp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkTable, crc32c, verifyTables } from '../../gateway/leveldb-verify.js';
+import { checkTable, crc32c, verifyTables } from '../../protocols/leveldb-verify.js';
 import { DurableLog } from '../../gateway/log.js';
 import { tempDir } from '../support/tmp.js';
 import { mulberry32 as rng } from '../../devices-sim/signals.js';

@@ -3,7 +3,7 @@
  * type), for fault tests of the salvage path. Random flipped bytes are tested separately
  * (test/integration/log-damage.test.ts): the log's table check turns those into this.
  */
-import { dataBlockHandles } from '../../gateway/leveldb-verify.js';
+import { dataBlockHandles } from '../../protocols/leveldb-verify.js';
 
 /** [offset, size] of every data block of a table file, in key order. */
 export function dataBlocks(table: Buffer): Array<[number, number]> {

@@ -106,3 +106,64 @@ describe('HwmStore (real LevelDB)', () => {
     expect(events).toEqual(['a:start', 'other', 'a:end', 'b']);
   });
 });
+
+describe('HwmStore damaged on disk', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sluice-hwm-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A store with marks in a LevelDB table (a reopen turns the write-ahead log into one). */
+  async function storeWithTable(): Promise<string> {
+    const s = new HwmStore(dir);
+    await s.open();
+    for (let g = 0; g < 50; g++) await s.set(`gw${g}`, 'inc', 100 + g);
+    await s.close();
+    const again = new HwmStore(dir);
+    await again.open();
+    expect(await again.get('gw7', 'inc')).toBe(107);
+    await again.close();
+    const { readdir } = await import('node:fs/promises');
+    const table = (await readdir(join(dir, 'hwm'))).find((f) => f.endsWith('.ldb'));
+    expect(table).toBeDefined();
+    return join(dir, 'hwm', table!);
+  }
+
+  it('a table block failing its checksum: moved aside unread, an empty store opened, told once', async () => {
+    const file = await storeWithTable();
+    const { readFile, writeFile, readdir } = await import('node:fs/promises');
+    const t = await readFile(file);
+    t[Math.floor(t.length / 4)] ^= 0x5a; // inside the first data block
+    await writeFile(file, t);
+    const told: Array<[string, any]> = [];
+    const s = new HwmStore(dir, { onDamaged: (m, d) => told.push([m, d]) });
+    await s.open();
+    expect(told).toHaveLength(1);
+    expect(told[0][0]).toMatch(/moved aside/);
+    expect(told[0][1].reason).toMatch(/checksum/);
+    // Marks are relearned from the gateways' x-sluice-acked; here: not known.
+    expect(await s.lookup('gw7', 'inc')).toBeUndefined();
+    await s.set('gw7', 'inc', 5);
+    expect(await s.get('gw7', 'inc')).toBe(5);
+    await s.close();
+    expect((await readdir(dir)).filter((f) => f.startsWith('hwm.damaged-'))).toHaveLength(1);
+  });
+
+  it('a damaged MANIFEST (LevelDB refuses to open): moved aside too', async () => {
+    await storeWithTable();
+    const { readFile, writeFile, readdir } = await import('node:fs/promises');
+    const name = (await readdir(join(dir, 'hwm'))).find((f) => f.startsWith('MANIFEST-'))!;
+    const m = await readFile(join(dir, 'hwm', name));
+    m[Math.floor(m.length / 2)] ^= 0xff;
+    await writeFile(join(dir, 'hwm', name), m);
+    const told: string[] = [];
+    const s = new HwmStore(dir, { onDamaged: (msg) => told.push(msg) });
+    await s.open();
+    expect(told).toHaveLength(1);
+    expect(await s.lookup('gw7', 'inc')).toBeUndefined();
+    await s.close();
+  });
+});
