@@ -331,10 +331,10 @@ export class DurableLog {
     this.cursorKey = Buffer.from(`m:${l.suffix}cursor`);
     this.ownsDb = !opts.shareWith;
     this.owner = opts.shareWith;
-    if (!opts.shareWith) {
-      mkdirSync(this.config.dir, { recursive: true });
-      this.ownDb = this.newLevel(this.config.dir);
-    }
+    // The LevelDB instance itself is made in open(), after the table check: abstract-level opens a
+    // new instance by itself on the next microtask, and LevelDB must not read a table before it
+    // has been checked (protocols/leveldb-verify.ts).
+    if (!opts.shareWith) mkdirSync(this.config.dir, { recursive: true });
   }
 
   private newLevel(dir: string): Level<Buffer, Buffer> {
@@ -370,6 +370,7 @@ export class DurableLog {
         });
       }
       for (const u of check.unreadable) this.onCorruption?.('could not verify a LevelDB table at open', u);
+      this.ownDb = this.newLevel(this.config.dir);
       const repairsBefore = this.stats.repairs;
       await this.openOrRepair();
       try {
