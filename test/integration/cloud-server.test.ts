@@ -247,6 +247,32 @@ describe('POST /api/v1/batches', () => {
     expect(gap.json.expected).toBe(4);
   });
 
+  it('a high-water mark store damaged on disk: moved aside at start, the marks relearned from x-sluice-acked, nothing lost or written twice', async () => {
+    const b1 = batch('gwB', 'inc-damaged', 1, 10, recs('dev-damaged', 1, 10));
+    expect((await post(b1, TOKENS.gwB, { 'x-sluice-acked': '0' })).json).toEqual({ acked: 10 });
+    await cloud.stop();
+    // Reopening turns the store's write-ahead log into a table; then one byte of it is flipped.
+    cloud = new CloudServer(config());
+    ({ url } = await cloud.start());
+    await cloud.stop();
+    const { readdir, readFile, writeFile } = await import('node:fs/promises');
+    const hwmDir = join(dataDir, 'hwm');
+    const table = (await readdir(hwmDir)).filter((f) => f.endsWith('.ldb')).sort().at(-1)!;
+    const t = await readFile(join(hwmDir, table));
+    t[Math.floor(t.length / 4)] ^= 0x5a;
+    await writeFile(join(hwmDir, table), t);
+    cloud = new CloudServer(config());
+    ({ url } = await cloud.start());
+    expect(await metricValue('sluice_cloud_errors_total', '{reason="store_damaged"}')).toBe(1);
+    expect((await readdir(dataDir)).filter((f) => f.startsWith('hwm.damaged-'))).toHaveLength(1);
+    // The gateway goes on where it was acknowledged (its header says 10): accepted, not a gap.
+    const b2 = batch('gwB', 'inc-damaged', 11, 20, recs('dev-damaged', 11, 20));
+    expect((await post(b2, TOKENS.gwB, { 'x-sluice-acked': '10' })).json).toEqual({ acked: 20 });
+    // A resend of the batch (its ack lost) is a replay.
+    expect((await post(b2, TOKENS.gwB, { 'x-sluice-acked': '10' })).json).toEqual({ acked: 20 });
+    expect(await count(`"device" = 'dev-damaged'`)).toBe(20);
+  });
+
   it('InfluxDB down → 503 with Retry-After, mark not advanced; after it restarts the same batch succeeds', async () => {
     const b = batch('gwA', 'inc-outage', 1, 4, recs('dev-outage', 1, 4));
     await influx.stop();
