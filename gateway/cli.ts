@@ -155,6 +155,10 @@ export function register(program: Command): void {
         ['acked seq / last seq', `${st.log.cursor} / ${st.log.nextSeq - 1}`],
         ['backlog', `${st.log.backlogRecords} records, ${st.log.backlogBytes} bytes, oldest ${age}`],
         ['quarantined', st.log.quarantined],
+        // Only after a start on a log damaged on disk (log.ts, protocols/leveldb-verify.ts).
+        ...(st.log.damagedBlocks || st.log.repairs || st.log.salvaged || st.log.lostToCorruption
+          ? ([['disk damage at start', `${st.log.damagedBlocks ?? 0} damaged blocks, ${st.log.repairs ?? 0} repairs, ${st.log.salvaged} salvaged, ${st.log.lostToCorruption} lost`]] as Array<[string, string]>)
+          : []),
         ['retries', st.forwarder.retries],
         ['circuit', st.forwarder.circuit + (st.forwarder.lastError ? ` (last error: ${st.forwarder.lastError})` : '')],
       ];

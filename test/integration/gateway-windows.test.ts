@@ -135,4 +135,23 @@ describe('gateway on a damaged disk', () => {
     await client.publishAsync('devices/dmg/telemetry', JSON.stringify({ ts: T + 10_000_000, seq: 99_999, values: { temperature: 1 } }), { qos: 1 });
     await until('salvaged backlog and the new reading delivered', () => cloud.records.size === gw!.log.stats.salvaged + 1, 30_000);
   });
+
+  it('starts on a damaged log that made LevelDB abort (test/fixtures/damaged-leveldb), and `sluice gateway status` says what it found', async () => {
+    const { cp } = await import('node:fs/promises');
+    const { join } = await import('node:path');
+    const { spawn } = await import('node:child_process');
+    const repo = join(import.meta.dirname, '..', '..');
+    await cp(join(repo, 'test', 'fixtures', 'damaged-leveldb'), `${dir.path}/log`, { recursive: true });
+    cloud.script = () => ({ status: 503, body: {} });
+    gw = await startGateway({ http: { host: '127.0.0.1', port: 0 } });
+    expect(gw.log.stats).toMatchObject({ damagedBlocks: 5, salvaged: 5681, lostToCorruption: 319, backlogRecords: 5681 });
+    const out = await new Promise<string>((resolve) => {
+      const child = spawn(process.execPath, ['bin/sluice.js', 'gateway', 'status', '--http', gw!.httpUrl], { cwd: repo, env: { ...process.env, SLUICE_FROM_SOURCE: '1' }, stdio: ['ignore', 'pipe', 'inherit'] });
+      let text = '';
+      child.stdout.on('data', (d) => (text += d));
+      child.on('exit', () => resolve(text));
+    });
+    expect(out).toMatch(/disk damage at start\s+5 damaged blocks, 0 repairs, 5681 salvaged, 319 lost/);
+    expect(out).toMatch(/backlog\s+5681 records/);
+  });
 });
