@@ -689,10 +689,40 @@ export class DurableLog {
   }
 
   private async commitGroups(): Promise<void> {
+    let current = await this.startGroup();
+    while (current) {
+      const g = current;
+      const err = await g.write;
+      if (err === null) {
+        this.unsyncedWrites = true;
+        this.stats.groupCommits++;
+        this.lastGroupSize = g.n;
+        this.stats.committed += g.n;
+        this.stats.backlogRecords += g.n;
+        this.stats.backlogBytes += g.bytes;
+        this.syncStats();
+      }
+      // The next group goes to LevelDB before this one is settled: settling (its PUBACKs) takes
+      // main-thread time during which the disk would otherwise wait (a 2-core probe: ~1 ms between
+      // one group's write ending and the next one's starting, against ~1.5 ms for a write).
+      // startGroup() returns at its first await, which is after the write was sent or when it has
+      // to wait for space: either way this group is settled before anything waits.
+      const next = this.startGroup();
+      this.settleGroup(g.first, g.last, g.dones, err);
+      if (err === null) this.notify();
+      current = await next;
+    }
+  }
+
+  /**
+   * Cut the next group (the first `maxGroup` pending records) and send its write, or undefined
+   * when nothing is pending. The write is sent before the first await unless there is no room, so
+   * it goes to LevelDB right away.
+   */
+  private async startGroup(): Promise<{ first: number; last: number; n: number; bytes: number; dones: CommitCallback[]; write: Promise<Error | null> } | undefined> {
     while (this.pendingDones.length > 0) {
-      // The group: the first `n` pending records. Their frames are cut (runs of records up to
-      // FRAME_MAX_BYTES each) and copied out now, and the pending buffer moved up, so appends
-      // carry on while the group is written.
+      // Their frames are cut (runs of records up to FRAME_MAX_BYTES each) and copied out now, and
+      // the pending buffer moved up, so appends carry on while the group is written.
       const n = Math.min(this.pendingDones.length, this.config.maxGroup);
       const first = this.nextSeq - this.pendingDones.length;
       const dones = this.pendingDones.splice(0, n);
@@ -715,39 +745,35 @@ export class DurableLog {
       src.copyWithin(0, groupBytes, this.pending.len);
       this.pending.len -= groupBytes;
       for (let i = 0; i < this.pendingEnds.length; i++) this.pendingEnds[i] -= groupBytes;
+      const last = first + n - 1;
       if (this.isFull(bytes)) {
         const ok = await this.makeRoom(bytes);
         if (!ok) {
           // Closing while blocked: these records were never committed, so never acknowledged.
           const err = new SluiceError('SLUICE_LOG_CLOSED', 'the log closed while waiting for space', { retryable: true });
-          this.settleGroup(first, first + n - 1, dones, err);
+          this.settleGroup(first, last, dones, err);
           continue;
         }
       }
-      const last = first + n - 1;
-      try {
-        // One put per frame, a few per group. A chained batch: abstract-level's array form clones
-        // every operation with the options spread into it. Keys and values are already buffers,
-        // so the buffer encodings pass them through untouched.
-        const batch = this.db.batch();
-        for (const [lastSeq, frame] of frames) batch.put(this.rk(lastSeq), frame);
-        batch.put(this.nextKey, Buffer.from(String(last + 1)));
-        await batch.write(this.config.sync === 'always' ? SYNC_WRITE : NO_SYNC_WRITE);
-      } catch (err) {
-        this.stats.commitErrors++;
-        const e = new SluiceError('SLUICE_LOG_FULL', `log commit failed: ${(err as Error).message}`, { cause: err, retryable: true });
-        this.settleGroup(first, last, dones, e);
-        continue;
-      }
-      this.unsyncedWrites = true;
-      this.stats.groupCommits++;
-      this.lastGroupSize = n;
-      this.stats.committed += n;
-      this.stats.backlogRecords += n;
-      this.stats.backlogBytes += bytes;
-      this.syncStats();
-      this.settleGroup(first, last, dones, null);
-      this.notify();
+      return { first, last, n, bytes, dones, write: this.writeGroup(frames, last) };
+    }
+    return undefined;
+  }
+
+  /** One LevelDB batch for a group's frames and the next sequence; null when durable, else the error. */
+  private async writeGroup(frames: Array<[number, Buffer]>, last: number): Promise<Error | null> {
+    try {
+      // One put per frame, a few per group. A chained batch: abstract-level's array form clones
+      // every operation with the options spread into it. Keys and values are already buffers,
+      // so the buffer encodings pass them through untouched.
+      const batch = this.db.batch();
+      for (const [lastSeq, frame] of frames) batch.put(this.rk(lastSeq), frame);
+      batch.put(this.nextKey, Buffer.from(String(last + 1)));
+      await batch.write(this.config.sync === 'always' ? SYNC_WRITE : NO_SYNC_WRITE);
+      return null;
+    } catch (err) {
+      this.stats.commitErrors++;
+      return new SluiceError('SLUICE_LOG_FULL', `log commit failed: ${(err as Error).message}`, { cause: err, retryable: true });
     }
   }
 

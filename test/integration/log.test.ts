@@ -177,6 +177,36 @@ describe.each(implementations)('durable log (%s)', (_name, make) => {
     expect(log.stats.evicted).toBe(0);
   });
 
+  it('a group that must wait for space does not hold back the PUBACKs of the group committed before it', async () => {
+    await log.close();
+    log = make(dir.path, { sync: 'never', quotaBytes: 1500, whenFull: 'block', reserveBytes: 0, commitLingerMs: 0 });
+    await log.open();
+    // Fill to just under the quota, then append a group that fits while a group that does not is
+    // appended during its commit (the next group is started before the previous one is settled).
+    let n = 0;
+    while (!log.isFull(400)) {
+      await log.append(raw('a', n, n)).committed;
+      n++;
+    }
+    const fits = Array.from({ length: 3 }, (_, i) => log.append(raw('fits', i, i)));
+    // Its commit starts on the next turn of the event loop (scheduled once the previous commit
+    // has fully returned): two turns later it is under way.
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    const waits = Array.from({ length: 20 }, (_, i) => log.append(raw('waits', i, i)));
+    let waited = false;
+    void Promise.all(waits.map((w) => w.committed)).then(() => (waited = true));
+    await Promise.race([
+      Promise.all(fits.map((f) => f.committed)),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('the group that fits was not acknowledged while the next one waits for space')), 5000)),
+    ]);
+    await until('the second group to block on the full log', () => log.stats.full);
+    expect(waited).toBe(false);
+    await log.read(0, n);
+    await log.ack(n);
+    await Promise.all(waits.map((w) => w.committed));
+  });
+
   it('refuses appends after close with SLUICE_LOG_CLOSED', async () => {
     await log.close();
     await expect(log.append(raw('a', 1, 1)).committed).rejects.toMatchObject({ code: 'SLUICE_LOG_CLOSED' });
