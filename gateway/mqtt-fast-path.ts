@@ -22,6 +22,7 @@
  */
 import mqttPacket from 'mqtt-packet';
 import { AsciiCache } from '../protocols/ascii-cache.js';
+import { remainingLength } from './read-batch.js';
 
 interface PacketLike {
   cmd: string | null;
@@ -45,6 +46,7 @@ interface ParserLike {
 }
 
 const topics = new AsciiCache(4096, 128);
+const header = { len: 0 };
 
 export function fastPublishParse(parser: unknown, maxPacketBytes: number): boolean {
   const p = parser as ParserLike;
@@ -84,21 +86,10 @@ function emitPublishes(p: ParserLike, Packet: new () => PacketLike, buf: Uint8Ar
     if (b0 >> 4 !== 3) break; // not a PUBLISH
     const qos = (b0 >> 1) & 3;
     if (qos === 3) break;
-    // Remaining length: a varint of 1-4 bytes.
-    let rl = 0;
-    let mul = 1;
-    let i = pos + 1;
-    let done = false;
-    while (i < len && i < pos + 5) {
-      const b = buf[i++];
-      rl += (b & 0x7f) * mul;
-      if ((b & 0x80) === 0) {
-        done = true;
-        break;
-      }
-      mul *= 128;
-    }
-    if (!done || rl > maxPacketBytes) break;
+    const i = remainingLength(buf, pos, header);
+    if (i < 0) break;
+    const rl = header.len;
+    if (rl > maxPacketBytes) break;
     const end = i + rl;
     if (end > len || i + 2 > end) break;
     const topicEnd = i + 2 + ((buf[i] << 8) | buf[i + 1]);

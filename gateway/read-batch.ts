@@ -38,26 +38,41 @@ interface HookableClient {
 }
 
 /**
+ * Where the variable header of the MQTT packet at `buf[pos]` starts, after its fixed header (one
+ * byte of type and flags, then the remaining length as a varint of 1-4 bytes), with the remaining
+ * length in `out.len`; -1 when the varint is not all in `buf` yet, -2 when it runs past 4 bytes
+ * (malformed: for the parser to report).
+ */
+export function remainingLength(buf: Uint8Array, pos: number, out: { len: number }): number {
+  let len = 0;
+  let mul = 1;
+  for (let i = pos + 1; i < pos + 5; i++) {
+    if (i >= buf.length) return -1;
+    const b = buf[i];
+    len += (b & 0x7f) * mul;
+    if ((b & 0x80) === 0) {
+      out.len = len;
+      return i + 1;
+    }
+    mul *= 128;
+  }
+  return -2;
+}
+
+const header = { len: 0 };
+
+/**
  * End offset of the whole MQTT packets at the start of `buf` once they reach `maxBytes` (or of all
  * whole packets when they do not). 0 when the first packet is incomplete.
  */
 export function wholePacketsEnd(buf: Uint8Array, maxBytes: number): number {
   let pos = 0;
   while (pos < maxBytes) {
-    // Fixed header: one byte of type and flags, then the remaining length as a varint of 1-4 bytes.
-    let len = 0;
-    let mul = 1;
-    let i = pos + 1;
-    for (;;) {
-      if (i >= buf.length) return pos;
-      const b = buf[i++];
-      len += (b & 0x7f) * mul;
-      if ((b & 0x80) === 0) break;
-      mul *= 128;
-      // A malformed length: let the parser report it.
-      if (i - pos > 4) return buf.length;
-    }
-    const end = i + len;
+    const body = remainingLength(buf, pos, header);
+    if (body === -1) return pos;
+    // A malformed length: let the parser report it.
+    if (body === -2) return buf.length;
+    const end = body + header.len;
     if (end > buf.length) return pos;
     pos = end;
   }
@@ -66,15 +81,9 @@ export function wholePacketsEnd(buf: Uint8Array, maxBytes: number): number {
 
 /** Total bytes of the MQTT packet starting at buf[0] (fixed header included); buf holds its whole length header. */
 function packetBytes(buf: Uint8Array): number {
-  let len = 0;
-  let mul = 1;
-  for (let i = 1; i < 5 && i < buf.length; i++) {
-    len += (buf[i] & 0x7f) * mul;
-    if ((buf[i] & 0x80) === 0) return i + 1 + len;
-    mul *= 128;
-  }
+  const body = remainingLength(buf, 0, header);
   // Malformed (or, with maxBytes < 5, not yet complete): whatever is there, for the parser to judge.
-  return buf.length;
+  return body < 0 ? buf.length : body + header.len;
 }
 
 export function limitReadBatch(client: unknown, maxBytes: number): boolean {
