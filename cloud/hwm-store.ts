@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import type { AbstractSublevel } from 'abstract-level';
 import type { AggRecord, Batch, RawRecord } from '../protocols/batch.js';
-import { verifyTables } from '../protocols/leveldb-verify.js';
+import { isLevelCorruption, verifyTables } from '../protocols/leveldb-verify.js';
 
 interface StoredMark {
   hw: number;
@@ -70,9 +70,8 @@ export class HwmStore {
       try {
         await db.open();
       } catch (err) {
-        const e = err as { code?: string; cause?: { code?: string; message?: string } };
-        if (e.code !== 'LEVEL_CORRUPTION' && e.cause?.code !== 'LEVEL_CORRUPTION') throw err;
-        damage = { reason: `LevelDB refused to open it: ${e.cause?.message ?? (err as Error).message}`, damaged: [] };
+        if (!isLevelCorruption(err)) throw err;
+        damage = { reason: `LevelDB refused to open it: ${((err as { cause?: Error }).cause ?? (err as Error)).message}`, damaged: [] };
       }
     }
     if (damage) {

@@ -38,7 +38,7 @@ import { rename, statfs } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
 import { decode, Encoder } from 'cbor-x';
 import { SluiceError } from '../protocols/errors.js';
-import { verifyTables } from '../protocols/leveldb-verify.js';
+import { isLevelCorruption, verifyTables } from '../protocols/leveldb-verify.js';
 import {
   decodeWire,
   appendRecord,
@@ -380,7 +380,7 @@ export class DurableLog {
         // corruption anywhere is handled here, by the owner of the LevelDB.
         for await (const _ of this.db.iterator({ gt: recordKey(0, LANES.agg.rec), lt: recordKey(2 ** 53, LANES.agg.rec) }));
       } catch (err) {
-        if ((err as { code?: string }).code !== 'LEVEL_CORRUPTION') throw err;
+        if (!isLevelCorruption(err)) throw err;
         salvageFrom = await this.startOver(err as Error);
       }
     } else {
@@ -398,15 +398,11 @@ export class DurableLog {
    * fresh log started (startOver), so the gateway keeps taking readings.
    */
   private async openOrRepair(): Promise<void> {
-    const corrupt = (err: unknown) => {
-      const e = err as { code?: string; cause?: { code?: string } };
-      return e.code === 'LEVEL_CORRUPTION' || e.cause?.code === 'LEVEL_CORRUPTION';
-    };
     try {
       await this.db.open();
       return;
     } catch (err) {
-      if (!corrupt(err)) throw err;
+      if (!isLevelCorruption(err)) throw err;
       this.onCorruption?.('LevelDB could not open the log (damaged metadata): rebuilding it from its tables with LevelDB repair', { err: ((err as { cause?: Error }).cause ?? (err as Error)).message });
     }
     const repair = (Level as unknown as { repair?: (dir: string) => Promise<void> }).repair;
@@ -418,12 +414,19 @@ export class DurableLog {
       this.stats.repairs++;
     } catch (err) {
       this.onCorruption?.('LevelDB repair failed: moving the damaged log aside and starting a fresh one', { err: (err as Error).message });
-      const aside = `${this.config.dir}.damaged-${Date.now()}`;
-      await rename(this.config.dir, aside);
-      mkdirSync(this.config.dir, { recursive: true });
-      this.ownDb = this.newLevel(this.config.dir);
-      await this.db.open();
+      await this.moveAside();
     }
+  }
+
+  /** Close the LevelDB, rename its directory `<dir>.damaged-<time>` (kept for inspection), open an empty one there. */
+  private async moveAside(): Promise<string> {
+    const aside = `${this.config.dir}.damaged-${Date.now()}`;
+    await this.db.close().catch(() => undefined);
+    await rename(this.config.dir, aside);
+    mkdirSync(this.config.dir, { recursive: true });
+    this.ownDb = this.newLevel(this.config.dir);
+    await this.db.open();
+    return aside;
   }
 
   /**
@@ -444,12 +447,7 @@ export class DurableLog {
    * unacknowledged readings can still be read. Returns the directory moved aside.
    */
   private async startOver(err: Error): Promise<string> {
-    const aside = `${this.config.dir}.damaged-${Date.now()}`;
-    await this.db.close().catch(() => undefined);
-    await rename(this.config.dir, aside);
-    mkdirSync(this.config.dir, { recursive: true });
-    this.ownDb = this.newLevel(this.config.dir);
-    await this.db.open();
+    const aside = await this.moveAside();
     await this.load();
     this.onCorruption?.('LevelDB reported a damaged log: moved it aside and started a fresh one; salvaging what can be read', { aside, err: err.message });
     return aside;

@@ -40,6 +40,12 @@ const MAGIC_LO = 0x8b80fb57;
 const MAGIC_HI = 0xdb477524;
 const BAD_TYPE = 0x7f;
 
+/** Whether an error from LevelDB (or abstract-level wrapping one, e.g. a failed open) says Corruption. */
+export function isLevelCorruption(err: unknown): boolean {
+  const e = err as { code?: string; cause?: { code?: string } } | undefined;
+  return e?.code === 'LEVEL_CORRUPTION' || e?.cause?.code === 'LEVEL_CORRUPTION';
+}
+
 /**
  * Verify every table file of the LevelDB in `dir`; neutralise what is damaged (see the header) when
  * `repair` is true. Returns what was found; `unreadable` lists tables that could not be checked.
