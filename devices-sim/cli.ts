@@ -2,7 +2,8 @@
  * `sluice sim`: run a simulated fleet against an MQTT broker (normally the Sluice gateway).
  *
  *   sluice sim --url mqtt://127.0.0.1:1883 --devices 50 --rate 2 [--qos 0|1] [--format json|cbor]
- *              [--duration 60s] [--count N] [--prefix sim] [--max] [--username U --password P] [--seed N]
+ *              [--duration 60s] [--count N] [--prefix sim] [--username U --password P] [--seed N]
+ *              [--max [--window N]] [--warmup 2s]
  *
  * Without --duration or --count it runs until SIGINT/SIGTERM; the first signal stops publishing,
  * waits for outstanding acks and disconnects cleanly, a second one exits at once (130).
@@ -35,6 +36,7 @@ export interface SimFlags {
   insecure?: boolean;
   connectRate?: string;
   drainTimeout?: string;
+  warmup?: string;
   json?: boolean;
 }
 
@@ -91,6 +93,10 @@ export function parseSimFlags(f: SimFlags): Omit<SimOptions, 'signal' | 'onProgr
   if (f.seed !== undefined) opts.seed = intFlag('--seed', f.seed, 0, 2 ** 32 - 1);
   if (f.connectRate !== undefined) opts.connectRate = numFlag('--connect-rate', f.connectRate, 1e6);
   if (f.drainTimeout !== undefined) opts.drainTimeoutMs = durationFlag('--drain-timeout', f.drainTimeout);
+  if (f.warmup !== undefined) {
+    opts.warmupMs = durationFlag('--warmup', f.warmup);
+    if (opts.durationMs !== undefined && opts.warmupMs > 0 && opts.warmupMs >= opts.durationMs) throw bad('--warmup', 'must be shorter than --duration (the steady rate is measured from the end of the warm-up to the end of --duration)');
+  }
   if (f.username !== undefined) opts.username = f.username;
   if (f.password !== undefined) opts.password = f.password;
   if (f.insecure) opts.rejectUnauthorized = false;
@@ -109,7 +115,8 @@ export function parseSimFlags(f: SimFlags): Omit<SimOptions, 'signal' | 'onProgr
 
 export function formatSummary(r: SimResult, devices: number): string {
   const secs = (r.durationMs / 1000).toFixed(1);
-  return `sim: done in ${secs}s: ${devices} devices, sent ${r.sent}, acked ${r.acked}, unacked ${r.unacked}, ${r.rate.toFixed(1)}/s, errors ${r.errors}`;
+  const steady = r.steady === undefined ? '' : ` (steady ${r.steady.rate.toFixed(1)}/s)`;
+  return `sim: done in ${secs}s: ${devices} devices, sent ${r.sent}, acked ${r.acked}, unacked ${r.unacked}, ${r.rate.toFixed(1)}/s${steady}, errors ${r.errors}`;
 }
 
 /** Runs the fleet with signal handling, status line and summary. Returns the process exit code. */
@@ -163,6 +170,7 @@ export function register(program: Command): void {
     .option('--ca <file>', 'PEM CA certificate for mqtts://')
     .option('--insecure', 'mqtts:// without verifying the broker certificate')
     .option('--connect-rate <n>', 'new connections per second while the fleet starts', '200')
+    .option('--warmup <d>', 'leave this first part of --duration (connections ramping up) out of the steady rate it reports')
     .option('--drain-timeout <d>', 'how long to wait for outstanding acks at the end', '5s')
     .option('--json', 'print the final result as JSON instead of the summary line')
     .showHelpAfterError("(see 'sluice sim --help' for the flags)")

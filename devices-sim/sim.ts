@@ -41,7 +41,7 @@ export function deviceId(prefix: string, index: number, devices: number): string
   return `${prefix}-${String(index + 1).padStart(Math.max(4, String(devices).length), '0')}`;
 }
 
-export type ResolvedSimOptions = Required<Pick<SimOptions, 'url' | 'devices' | 'rate' | 'qos' | 'format' | 'prefix' | 'seed' | 'max' | 'window' | 'connectRate' | 'drainTimeoutMs' | 'progressIntervalMs'>> &
+export type ResolvedSimOptions = Required<Pick<SimOptions, 'url' | 'devices' | 'rate' | 'qos' | 'format' | 'prefix' | 'seed' | 'max' | 'window' | 'connectRate' | 'drainTimeoutMs' | 'progressIntervalMs' | 'warmupMs'>> &
   SimOptions;
 
 /** Validates options and fills in defaults. Throws SLUICE_BAD_CONFIG naming the first bad option. */
@@ -68,7 +68,15 @@ export function resolveSimOptions(opts: SimOptions): ResolvedSimOptions {
   const connectRate = positive('connectRate', opts.connectRate ?? 200, 1e6);
   const drainTimeoutMs = int('drainTimeoutMs', opts.drainTimeoutMs ?? 5000, 0, 3_600_000);
   const progressIntervalMs = int('progressIntervalMs', opts.progressIntervalMs ?? 500, 10, 3_600_000);
-  return { ...opts, devices, rate, max, prefix, seed, window, connectRate, drainTimeoutMs, progressIntervalMs };
+  const warmupMs = int('warmupMs', opts.warmupMs ?? 0, 0, 3_600_000);
+  if (opts.durationMs !== undefined && warmupMs > 0 && warmupMs >= opts.durationMs) throw bad('warmupMs', `must be shorter than durationMs (the steady rate is measured between them), got ${warmupMs} ms`);
+  return { ...opts, devices, rate, max, prefix, seed, window, connectRate, drainTimeoutMs, progressIntervalMs, warmupMs };
+}
+
+function steadyOf(from: { t: number; acked: number }, to: { t: number; acked: number }): NonNullable<SimResult['steady']> {
+  const acked = to.acked - from.acked;
+  const durationMs = to.t - from.t;
+  return { acked, durationMs, rate: (acked * 1000) / durationMs };
 }
 
 export async function runSim(opts: SimOptions, hooks: SimHooks = {}): Promise<SimResult> {
@@ -85,6 +93,10 @@ export async function runSim(opts: SimOptions, hooks: SimHooks = {}): Promise<Si
   o.signal?.addEventListener('abort', onAbort, { once: true });
   const timer = o.durationMs === undefined ? undefined : setTimeout(onAbort, o.durationMs);
   const progress = o.onProgress ? setInterval(() => o.onProgress!(stats()), o.progressIntervalMs) : undefined;
+  // The steady rate counts acks between the end of the warm-up and the end of publishing.
+  let warm: { t: number; acked: number } | undefined;
+  const warmTimer = o.warmupMs > 0 ? setTimeout(() => (warm = { t: performance.now(), acked: fleet.acked }), o.warmupMs) : undefined;
+  let published: { t: number; acked: number } | undefined;
 
   const clientOptions: IClientOptions = {
     protocolVersion: 4,
@@ -125,12 +137,14 @@ export async function runSim(opts: SimOptions, hooks: SimHooks = {}): Promise<Si
   let durationMs: number;
   try {
     await Promise.all(devices.map((d) => d.run(stop.signal)));
+    published = { t: performance.now(), acked: fleet.acked };
     const drained = AbortSignal.timeout(o.drainTimeoutMs);
     setMaxListeners(0, drained);
     await Promise.all(devices.map((d) => d.drain(drained)));
   } finally {
     durationMs = performance.now() - started;
     clearTimeout(timer);
+    clearTimeout(warmTimer);
     clearInterval(progress);
     o.signal?.removeEventListener('abort', onAbort);
     await Promise.all(devices.map((d) => d.close()));
@@ -147,6 +161,7 @@ export async function runSim(opts: SimOptions, hooks: SimHooks = {}): Promise<Si
     errors: fleet.errors,
     durationMs,
     rate: durationMs > 0 ? (fleet.acked * 1000) / durationMs : 0,
+    ...(warm && published && published.t > warm.t ? { steady: steadyOf(warm, published) } : {}),
     perDevice,
     ...(fleet.lastError === undefined ? {} : { lastError: fleet.lastError }),
   };

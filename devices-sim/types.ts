@@ -33,6 +33,11 @@ export interface SimOptions {
   connectRate?: number;
   /** How long to wait for outstanding QoS 1 acks after publishing stopped (ms). Default 5000. */
   drainTimeoutMs?: number;
+  /**
+   * Leave the first this many ms (connections ramping up, JIT warm-up) out of `steadyRate`, which
+   * then counts acks from there until publishing stops. Shorter than `durationMs`, if that is set. Default 0.
+   */
+  warmupMs?: number;
   /** TLS (mqtts://): CA certificate(s) in PEM, and whether to verify the broker's certificate. */
   ca?: string | Buffer;
   rejectUnauthorized?: boolean;
@@ -111,6 +116,12 @@ export interface SimResult {
   durationMs: number;
   /** Acknowledged readings per second over the whole run. */
   rate: number;
+  /**
+   * Acknowledgements from the end of `warmupMs` until publishing stopped, how long that was, and
+   * their rate: the sustained rate, without the connection ramp and the final drain. Only with
+   * `warmupMs`.
+   */
+  steady?: { acked: number; durationMs: number; rate: number };
   perDevice: Map<string, DeviceResult>;
   /** The last error message seen, if any. */
   lastError?: string;

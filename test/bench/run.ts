@@ -21,6 +21,7 @@ const only = args.includes('--only') ? new Set(args[args.indexOf('--only') + 1].
 
 const P = {
   ingestSeconds: quick ? 4 : 6,
+  ingestWarmupSeconds: quick ? 1 : 2,
   ingestRounds: quick ? 1 : 5,
   devices: 100,
   window: 16,
@@ -46,6 +47,16 @@ const cleanups: Array<() => Promise<unknown>> = [];
 
 // ---------- helpers ----------
 
+/**
+ * Sustained QoS 1 rate (PUBACKs/s): `ingestSeconds` measured after `ingestWarmupSeconds` in which
+ * the devices connect and the broker's code warms up, without the final drain (sim --warmup).
+ */
+async function qos1Rate(url: string): Promise<number> {
+  const r = await runSimProcess(url, 1, P.ingestSeconds + P.ingestWarmupSeconds, ['--warmup', `${P.ingestWarmupSeconds}s`]);
+  if (!r.steady) throw new Error(`sim reported no steady rate: ${JSON.stringify(r).slice(0, 300)}`);
+  return r.steady.rate;
+}
+
 async function runSimProcess(url: string, qos: 0 | 1, seconds: number, extra: string[] = []): Promise<any> {
   const child = spawn(process.execPath, [SLUICE_BIN, 'sim', '--url', url, '--devices', String(P.devices), '--max', '--window', String(P.window), '--qos', String(qos), '--format', 'json', '--duration', `${seconds}s`, '--json', '--drain-timeout', '10s', ...extra], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -61,10 +72,21 @@ async function runSimProcess(url: string, qos: 0 | 1, seconds: number, extra: st
   }
 }
 
-async function startBareAedes(): Promise<{ url: string; pid: number; count(): Promise<number>; stop(): Promise<void> }> {
-  // Plain node, like the compiled gateway: bare-aedes.ts is kept free of TypeScript syntax, so its
-  // figures (CPU, RSS) carry no tsx loader.
-  const source = readFileSync(join(ROOT, 'test/bench/bare-aedes.ts'), 'utf8');
+interface ReferenceBroker {
+  url: string;
+  pid: number;
+  count(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A reference broker in its own process: test/bench/bare-aedes.ts (bare aedes, no Sluice pipeline)
+ * or test/bench/floor-mqtt.ts (the least a Node.js MQTT broker can do). Plain node, like the
+ * compiled gateway: both files are kept free of TypeScript syntax, so their figures (CPU, RSS) carry
+ * no tsx loader.
+ */
+async function startReference(file: string): Promise<ReferenceBroker> {
+  const source = readFileSync(join(ROOT, file), 'utf8');
   const child = spawn(process.execPath, ['--input-type=module', '-e', source], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
   let buf = '';
   const waiters: Array<(n: number) => void> = [];
@@ -81,7 +103,7 @@ async function startBareAedes(): Promise<{ url: string; pid: number; count(): Pr
         if (c) waiters.shift()?.(Number(c[1]));
       }
     });
-    child.on('exit', (c) => reject(new Error(`bare aedes exited ${c}`)));
+    child.on('exit', (c) => reject(new Error(`${file} exited ${c}`)));
   });
   return {
     url,
@@ -90,6 +112,8 @@ async function startBareAedes(): Promise<{ url: string; pid: number; count(): Pr
     stop: async () => { child.kill('SIGTERM'); await new Promise((r) => child.on('exit', r)); },
   };
 }
+
+const startBareAedes = (): Promise<ReferenceBroker> => startReference('test/bench/bare-aedes.ts');
 
 async function startMosquitto(): Promise<{ url: string; stop(): Promise<void> }> {
   const port = await freePort();
@@ -236,7 +260,7 @@ const median = (xs: number[]): number => {
 async function ingestSluice(qos: 0 | 1, cloud: boolean): Promise<{ rate: number; shed: number }> {
   const s = await startStack({ cloud });
   try {
-    if (qos === 1) return { rate: (await runSimProcess(s.mqttUrl, 1, P.ingestSeconds)).rate, shed: 0 };
+    if (qos === 1) return { rate: await qos1Rate(s.mqttUrl), shed: 0 };
     const before = (await gwStatus(s)).ingest.committed;
     const t = Date.now();
     await runSimProcess(s.mqttUrl, 0, P.ingestSeconds);
@@ -254,7 +278,7 @@ async function ingestSluice(qos: 0 | 1, cloud: boolean): Promise<{ rate: number;
 async function ingestBare(qos: 0 | 1): Promise<number> {
   const b = await startBareAedes();
   try {
-    if (qos === 1) return (await runSimProcess(b.url, 1, P.ingestSeconds)).rate;
+    if (qos === 1) return await qos1Rate(b.url);
     const before = await b.count();
     const t = Date.now();
     await runSimProcess(b.url, 0, P.ingestSeconds);
@@ -266,7 +290,7 @@ async function ingestBare(qos: 0 | 1): Promise<number> {
 
 async function benchIngest(qos: 0 | 1): Promise<void> {
   const key = `ingest_qos${qos}`;
-  progress(`${key}: ${P.devices} devices, --max, ${P.ingestRounds} × (Sluice, bare aedes) alternating, ${P.ingestSeconds}s each`);
+  progress(`${key}: ${P.devices} devices, --max, ${P.ingestRounds} × (Sluice, bare aedes) alternating, ${P.ingestSeconds}s each${qos === 1 ? ` after ${P.ingestWarmupSeconds}s warm-up` : ''}`);
   const r: Record<string, number | number[]> = {};
   // Sluice as deployed: the gateway alone on this host (durable log, group commit, fsync), its cloud
   // and InfluxDB elsewhere. Here "elsewhere" is emulated by a cloud that is not running: the
@@ -299,7 +323,7 @@ async function benchIngest(qos: 0 | 1): Promise<void> {
   }
   if (qos === 1) {
     const m = await startMosquitto();
-    const rate = (await runSimProcess(m.url, 1, P.ingestSeconds)).rate;
+    const rate = await qos1Rate(m.url);
     r.mosquitto = rate;
     await m.stop();
     progress(`  mosquitto ${rate.toFixed(0)}/s`);
@@ -410,7 +434,8 @@ async function benchResources(): Promise<void> {
   const pid = s.gateway.child.pid!;
   await sleep(1000);
   const idle = procStat(pid).rssMb;
-  const sim = spawn(process.execPath, [SLUICE_BIN, 'sim', '--url', s.mqttUrl, '--devices', String(P.nominalDevices), '--rate', '1', '--qos', '1', '--duration', `${P.nominalSeconds}s`, '--prefix', 'nom'], { cwd: ROOT, stdio: 'ignore' });
+  const nominalSim = (url: string) => spawn(process.execPath, [SLUICE_BIN, 'sim', '--url', url, '--devices', String(P.nominalDevices), '--rate', '1', '--qos', '1', '--duration', `${P.nominalSeconds}s`, '--prefix', 'nom'], { cwd: ROOT, stdio: 'ignore' });
+  const sim = nominalSim(s.mqttUrl);
   const simDone = new Promise((r) => sim.on('exit', r));
   // CPU is measured over the steady state only: after every device connected (connection setup is
   // a one-off cost), until shortly before the devices stop.
@@ -431,12 +456,12 @@ async function benchResources(): Promise<void> {
   progress(`  idle ${idle.toFixed(1)} MB, nominal peak ${peakMb.toFixed(1)} MB, ${results.cpu_us_per_reading} µs CPU/reading over ${readings} readings`);
 
   // The same load on bare aedes (no hooks, nothing stored): what 1,000 MQTT connections publishing
-  // one message a second cost by themselves, the reference for the two figures above.
-  {
-    const a = await startBareAedes();
+  // one message a second cost in aedes by themselves, the reference for the two figures above.
+  const reference = async (start: () => Promise<ReferenceBroker>): Promise<{ rss_mb_idle: number; rss_mb_nominal: number; cpu_us_per_reading: number }> => {
+    const a = await start();
     await sleep(1000);
     const aIdle = procStat(a.pid).rssMb;
-    const asim = spawn(process.execPath, [SLUICE_BIN, 'sim', '--url', a.url, '--devices', String(P.nominalDevices), '--rate', '1', '--qos', '1', '--duration', `${P.nominalSeconds}s`, '--prefix', 'nom'], { cwd: ROOT, stdio: 'ignore' });
+    const asim = nominalSim(a.url);
     const asimDone = new Promise((r) => asim.on('exit', r));
     await sleep(rampMs);
     const b0 = procStat(a.pid);
@@ -446,9 +471,17 @@ async function benchResources(): Promise<void> {
     const n1 = await a.count();
     const { peakMb: aPeak2 } = await peakRss(a.pid, asimDone);
     await a.stop();
-    results.bare_aedes_nominal = { rss_mb_idle: round(aIdle), rss_mb_nominal: round(Math.max(aPeak, aPeak2)), cpu_us_per_reading: round(((b1.cpuMs - b0.cpuMs) * 1000) / (n1 - n0)) };
-    results.cpu_us_per_reading_ratio = round(results.cpu_us_per_reading / results.bare_aedes_nominal.cpu_us_per_reading, 2);
-    progress(`  bare aedes: idle ${aIdle.toFixed(1)} MB, nominal peak ${results.bare_aedes_nominal.rss_mb_nominal} MB, ${results.bare_aedes_nominal.cpu_us_per_reading} µs CPU/reading`);
+    return { rss_mb_idle: round(aIdle), rss_mb_nominal: round(Math.max(aPeak, aPeak2)), cpu_us_per_reading: round(((b1.cpuMs - b0.cpuMs) * 1000) / (n1 - n0)) };
+  };
+  results.bare_aedes_nominal = await reference(startBareAedes);
+  results.cpu_us_per_reading_ratio = round(results.cpu_us_per_reading / results.bare_aedes_nominal.cpu_us_per_reading, 2);
+  progress(`  bare aedes: idle ${results.bare_aedes_nominal.rss_mb_idle} MB, nominal peak ${results.bare_aedes_nominal.rss_mb_nominal} MB, ${results.bare_aedes_nominal.cpu_us_per_reading} µs CPU/reading`);
+  // And on the floor: a Node.js process that only answers CONNECT, PUBLISH and PINGREQ
+  // (floor-mqtt.ts). No Node.js broker can go below it on this machine, so it shows which absolute
+  // targets (cpu_us_per_reading, gateway_rss_mb.nominal) are reachable here at all. Full runs only.
+  if (!quick) {
+    results.node_floor_nominal = await reference(() => startReference('test/bench/floor-mqtt.ts'));
+    progress(`  Node.js floor: idle ${results.node_floor_nominal.rss_mb_idle} MB, nominal peak ${results.node_floor_nominal.rss_mb_nominal} MB, ${results.node_floor_nominal.cpu_us_per_reading} µs CPU/reading`);
   }
 
   const n = P.backlogReadings;
@@ -523,6 +556,7 @@ function markdown(): string {
   add('cpu_us_per_reading', r.cpu_us_per_reading, '≤ 50');
   add('bare aedes, same nominal load: RSS idle / nominal (MB); CPU µs/reading', r.bare_aedes_nominal && `${r.bare_aedes_nominal.rss_mb_idle} / ${r.bare_aedes_nominal.rss_mb_nominal}; ${r.bare_aedes_nominal.cpu_us_per_reading}`, '');
   add('cpu_us_per_reading / bare aedes', r.cpu_us_per_reading_ratio, '');
+  add('Node.js floor (floor-mqtt.ts), same nominal load: RSS idle / nominal (MB); CPU µs/reading', r.node_floor_nominal && `${r.node_floor_nominal.rss_mb_idle} / ${r.node_floor_nominal.rss_mb_nominal}; ${r.node_floor_nominal.cpu_us_per_reading}`, '');
   add('disk write bytes/reading (nominal, /proc io)', r.disk_write_bytes_per_reading_nominal, '');
   add('window engine µs/reading: 1m / 1m + 5m/1m', r.windows_us_per_reading && `${r.windows_us_per_reading.tumbling_1m} / ${r.windows_us_per_reading.tumbling_1m_hopping_5m_1m}`, '');
   if (r.codecs) {

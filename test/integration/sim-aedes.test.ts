@@ -223,6 +223,50 @@ describe('runSim against aedes', () => {
     expect(r.perDevice.get('sim-0002')!.ackedSeqs).toEqual(range(n(published, 'sim-0002')));
   });
 
+  it('with a warm-up, the steady rate counts exactly the acks between its end and the end of publishing', async () => {
+    const held: Array<() => void> = [];
+    const b = await startBroker({ authorizePublish: (_client, _packet, cb) => held.push(() => cb(null)) });
+    let elapsed = 0;
+    let acked = 0;
+    const ac = new AbortController();
+    const run = runSim(base(b.url, { devices: 1, max: true, window: 3, signal: ac.signal, warmupMs: 1500, progressIntervalMs: 10, onProgress: (s) => (elapsed = s.elapsedMs) }), {
+      onAck: () => acked++,
+    });
+    const release = async (n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) {
+        await until(() => held.length > 0, 'a held publish');
+        const before = acked;
+        held.shift()!();
+        await until(() => acked === before + 1, 'its ack');
+      }
+    };
+    // Two acks during the warm-up (the window stays full: each ack lets one more publish out) ...
+    await release(2);
+    expect(elapsed).toBeLessThan(1500);
+    await until(() => elapsed >= 1520, 'the warm-up to end');
+    // ... five after it ...
+    await release(5);
+    ac.abort();
+    // ... and the rest while draining: neither part is in the steady rate.
+    await until(() => {
+      for (const h of held.splice(0)) h();
+      return acked === b.seen.length;
+    }, 'the drain');
+    const r = await run;
+    expect(r.acked).toBe(7 + 3);
+    expect(r.steady!.acked).toBe(5);
+    expect(r.steady!.durationMs).toBeGreaterThan(0);
+    expect(r.steady!.durationMs).toBeLessThan(r.durationMs - 1500);
+    expect(r.steady!.rate).toBeCloseTo((5 * 1000) / r.steady!.durationMs, 6);
+  });
+
+  it('without a warm-up there is no steady rate', async () => {
+    const b = await startBroker();
+    const r = await runSim(base(b.url, { devices: 1, count: 5 }));
+    expect(r.acked).toBe(5);
+    expect(r.steady).toBeUndefined();
+  });
+
   it('--max load mode with QoS 1 publishes as fast as acks allow, counts match the broker', async () => {
     const b = await startBroker();
     const r = await runSim(base(b.url, { devices: 4, max: true, count: 500, format: 'cbor' }));

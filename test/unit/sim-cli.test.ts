@@ -33,8 +33,8 @@ async function cli(args: string[]): Promise<{ exitCode: number; stderr: string }
 describe('parseSimFlags', () => {
   it('turns the defaults and every flag into SimOptions', () => {
     expect(parseSimFlags(defaults)).toMatchObject({ url: 'mqtt://127.0.0.1:1883', devices: 50, rate: 2, qos: 1, format: 'json', prefix: 'sim', max: false, connectRate: 200, drainTimeoutMs: 5000 });
-    const all = parseSimFlags({ ...defaults, url: 'mqtts://gw.example:8883', qos: '0', format: 'cbor', rate: '0.5', duration: '1m30s', count: '10', max: true, window: '8', username: 'u', password: 'p', seed: '42', insecure: true, drainTimeout: '250ms' });
-    expect(all).toMatchObject({ url: 'mqtts://gw.example:8883', qos: 0, format: 'cbor', rate: 0.5, durationMs: 90_000, count: 10, max: true, window: 8, username: 'u', password: 'p', seed: 42, rejectUnauthorized: false, drainTimeoutMs: 250 });
+    const all = parseSimFlags({ ...defaults, url: 'mqtts://gw.example:8883', qos: '0', format: 'cbor', rate: '0.5', duration: '1m30s', count: '10', max: true, window: '8', username: 'u', password: 'p', seed: '42', insecure: true, drainTimeout: '250ms', warmup: '2s' });
+    expect(all).toMatchObject({ url: 'mqtts://gw.example:8883', qos: 0, format: 'cbor', rate: 0.5, durationMs: 90_000, count: 10, max: true, window: 8, username: 'u', password: 'p', seed: 42, rejectUnauthorized: false, drainTimeoutMs: 250, warmupMs: 2000 });
   });
 
   it.each<[Partial<SimFlags>, string]>([
@@ -65,6 +65,8 @@ describe('parseSimFlags', () => {
     [{ ca: '/nonexistent/ca.pem' }, '--ca'],
     [{ connectRate: '0' }, '--connect-rate'],
     [{ drainTimeout: 'soon' }, '--drain-timeout'],
+    [{ warmup: 'a while' }, '--warmup'],
+    [{ warmup: '10s', duration: '10s' }, '--warmup'],
   ])('refuses %j naming %s', (over, flag) => {
     const err = flagError(over);
     expect(err.code).toBe('SLUICE_BAD_CONFIG');
@@ -105,6 +107,8 @@ describe('resolveSimOptions', () => {
     [{ prefix: 'a b' }, /prefix/],
     [{ window: 0 }, /window/],
     [{ seed: 1.5 }, /seed/],
+    [{ warmupMs: -1 }, /warmupMs/],
+    [{ warmupMs: 500, durationMs: 500, count: undefined }, /warmupMs: must be shorter than durationMs/],
   ])('refuses %j', (over, message) => {
     let err: { code?: string; message?: string } = {};
     try {
