@@ -94,7 +94,10 @@ export const gatewayConfigSchema = z
          * delay. Not applied once traffic is heavy (gateway/log.ts scheduleFlush).
          */
         commitLinger: duration('log.commitLinger').refine((ms) => ms <= 1000, 'log.commitLinger must be at most 1s').default(DEFAULT_LOG_CONFIG.commitLingerMs),
-        /** The wait ends early once nothing else was published for this long. */
+        /**
+         * The wait ends early once nothing else was published for this long. Also the longest the
+         * next commit gathers under heavy traffic (gateway/log.ts gatherGroup).
+         */
         commitIdle: duration('log.commitIdle').refine((ms) => ms >= 1 && ms <= 1000, 'log.commitIdle must be between 1ms and 1s').default(DEFAULT_LOG_CONFIG.commitIdleMs),
       })
       .strict()

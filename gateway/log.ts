@@ -75,7 +75,10 @@ export interface LogConfig {
   maxGroup: number;
   /** Longest the first append of an idle log (its last group was small) waits for company before its group commits (ms). */
   commitLingerMs: number;
-  /** A linger ends early once no record was appended for this long (ms; see scheduleFlush). */
+  /**
+   * A linger ends early once no record was appended for this long (ms; see scheduleFlush). Also the
+   * longest the next group is gathered under heavy traffic (gatherGroup).
+   */
   commitIdleMs: number;
   /** Most bytes of unacknowledged records the log may hold. */
   quotaBytes: number;
@@ -116,6 +119,8 @@ export const DEFAULT_LOG_CONFIG: Omit<LogConfig, 'dir'> = {
   // µs), with a third of the fsyncs. The idle end keeps a lone device that waits for each PUBACK
   // at 5 ms per publish instead of the whole linger. Lingers only at low rates: after a group of
   // LINGER_BELOW or more the next one is written at once, and a linger ends once that many wait.
+  // Under heavy traffic the next group gathers up to GATHER_TO records for at most commitIdleMs
+  // (gatherGroup): half the fsyncs of a QoS 1 flood, ~1.5 µs less CPU per reading.
   commitLingerMs: 50,
   commitIdleMs: 5,
   quotaBytes: 1024 * 1024 * 1024,
@@ -167,6 +172,11 @@ const FLOOR = Buffer.from('m:floor');
 const cbor = new Encoder({ useRecords: false } as ConstructorParameters<typeof Encoder>[0]);
 /** Groups smaller than this are followed by a commit linger (see scheduleFlush). */
 export const LINGER_BELOW = 64;
+/**
+ * Heavy traffic (LINGER_BELOW or more records arrived while a group was being written): the next
+ * group is gathered until this many records wait, for at most commitIdleMs (see gatherGroup).
+ */
+export const GATHER_TO = 256;
 const SYNC_WRITE = { sync: true } as any;
 const NO_SYNC_WRITE = { sync: false } as any;
 
@@ -700,6 +710,17 @@ export class DurableLog {
         this.stats.backlogBytes += g.bytes;
         this.syncStats();
       }
+      if (err === null && this.shouldGather()) {
+        // Heavy traffic: publishers kept sending while this group was written, so they are not
+        // all waiting for its PUBACKs. Settle it, then let the next group grow before writing it:
+        // each write with fsync costs ~0.2 ms of CPU (a thread-pool hand-off, the syscalls, a VM
+        // exit to kick the disk), which at a group per ~2 ms was a sixth of the gateway's CPU.
+        this.settleGroup(g.first, g.last, g.dones, err);
+        this.notify();
+        await this.gatherGroup();
+        current = await this.startGroup();
+        continue;
+      }
       // The next group goes to LevelDB before this one is settled: settling (its PUBACKs) takes
       // main-thread time during which the disk would otherwise wait (a 2-core probe: ~1 ms between
       // one group's write ending and the next one's starting, against ~1.5 ms for a write).
@@ -710,6 +731,37 @@ export class DurableLog {
       if (err === null) this.notify();
       current = await next;
     }
+  }
+
+  /**
+   * Gather the next group after a write under heavy traffic: LINGER_BELOW or more records arrived
+   * while it was written (publishers with room in their window, not waiting for this commit), but
+   * fewer than GATHER_TO. Off with a commit linger of 0. Publishers that wait for each PUBACK (a
+   * window of one) leave nothing pending when a write ends, so they never wait here.
+   */
+  private shouldGather(): boolean {
+    const n = this.pendingDones.length;
+    return this.config.commitLingerMs > 0 && n >= LINGER_BELOW && n < GATHER_TO && !this.closing;
+  }
+
+  /**
+   * Resolves once GATHER_TO records wait, a 1 ms check finds no append since the previous one
+   * (the publishers are waiting for us after all), or after commitIdleMs (capped by the linger).
+   */
+  private gatherGroup(): Promise<void> {
+    const most = Math.max(1, Math.min(this.config.commitIdleMs, this.config.commitLingerMs));
+    return new Promise((resolve) => {
+      let seen = this.pendingDones.length;
+      let waited = 0;
+      const check = (): void => {
+        waited++;
+        const n = this.pendingDones.length;
+        if (n >= GATHER_TO || n <= seen || waited >= most || this.closing) return resolve();
+        seen = n;
+        setTimeout(check, 1);
+      };
+      setTimeout(check, 1);
+    });
   }
 
   /**

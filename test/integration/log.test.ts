@@ -4,7 +4,7 @@
  * `implementations` and must pass the same tests.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { DurableLog, LINGER_BELOW, settle, type LogConfig } from '../../gateway/log.js';
+import { DurableLog, GATHER_TO, LINGER_BELOW, settle, type LogConfig } from '../../gateway/log.js';
 import { FRAME_HEAD, FRAME_MAX_BYTES, parseEntry, recordKey, seqOfKey, type WireRecord } from '../../gateway/log-codec.js';
 import { tempDir, until } from '../support/tmp.js';
 
@@ -326,5 +326,58 @@ describe('commit linger', () => {
     await vi.advanceTimersByTimeAsync(2);
     await within(Promise.all([...first, ...more]), `${LINGER_BELOW} waiting`);
     expect(groups).toEqual([[1, 10 + LINGER_BELOW]]);
+  });
+
+  /**
+   * Heavy traffic (log.ts gatherGroup): 100 records are written as the first group, and `during`
+   * more are appended while that write is in flight: the synchronous advance runs the linger's
+   * check, which sends the write, and the write cannot finish before the test yields.
+   */
+  const firstGroupWith = async (during: number) => {
+    const first = Array.from({ length: 100 }, (_, i) => log.append(raw('flood', i, i)).committed);
+    vi.advanceTimersByTime(5);
+    const more = Array.from({ length: during }, (_, i) => log.append(raw('flood', 100 + i, i)).committed);
+    await within(Promise.all(first), 'the first group');
+    expect(groups).toEqual([[1, 100]]);
+    return more;
+  };
+
+  it(`heavy traffic: after a write during which ${LINGER_BELOW}+ records arrived, the next group gathers until ${GATHER_TO} wait`, async () => {
+    const during = await firstGroupWith(100);
+    const later = Array.from({ length: 100 }, (_, i) => log.append(raw('flood', 200 + i, i)).committed);
+    await vi.advanceTimersByTimeAsync(1); // 200 waiting, still arriving: keep gathering
+    await new Promise((r) => realSetTimeout(r, 50));
+    expect(groups).toEqual([[1, 100]]);
+    const last = Array.from({ length: GATHER_TO - 200 }, (_, i) => log.append(raw('flood', 300 + i, i)).committed);
+    await vi.advanceTimersByTimeAsync(1);
+    await within(Promise.all([...during, ...later, ...last]), `${GATHER_TO} waiting`);
+    expect(groups).toEqual([[1, 100], [101, 100 + GATHER_TO]]);
+  });
+
+  it('heavy traffic: the gathering ends after commitIdleMs even while records keep arriving', async () => {
+    const all = await firstGroupWith(100);
+    for (let ms = 1; ms <= 5; ms++) {
+      all.push(...Array.from({ length: 10 }, (_, i) => log.append(raw('flood', 1000 + ms * 10 + i, i)).committed));
+      await vi.advanceTimersByTimeAsync(1);
+      if (ms < 5) expect(groups).toHaveLength(1);
+    }
+    await within(Promise.all(all), 'after 5 ms of gathering');
+    expect(groups).toEqual([[1, 100], [101, 250]]);
+  });
+
+  it('heavy traffic: the gathering ends at the first 1 ms check without a new append', async () => {
+    const during = await firstGroupWith(100);
+    await new Promise((r) => realSetTimeout(r, 50));
+    expect(groups).toEqual([[1, 100]]);
+    await vi.advanceTimersByTimeAsync(1);
+    await within(Promise.all(during), 'the check without an append');
+    expect(groups).toEqual([[1, 100], [101, 200]]);
+  });
+
+  it(`publishers that wait for their PUBACKs (fewer than ${LINGER_BELOW} arrived during the write) are not gathered: the next group is written at once`, async () => {
+    const during = await firstGroupWith(10);
+    // No fake time passes: the ten are written right after the first group.
+    await within(Promise.all(during), 'the next group without waiting');
+    expect(groups).toEqual([[1, 100], [101, 110]]);
   });
 });
