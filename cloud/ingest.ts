@@ -66,34 +66,61 @@ export async function ingestBatch(batch: Batch, deps: IngestDeps, ackedHint?: nu
   }
 }
 
-/** Write the records above `hw` to the sink. Returns the number of lines written. */
+/**
+ * Lines per InfluxDB request when a batch is written in parts: InfluxDB parses one part while the
+ * next is formatted, instead of waiting for the whole batch's lines and then taking them in one go.
+ */
+export const WRITE_PART_LINES = 1250;
+
+/**
+ * Write the records above `hw` to the sink. Returns the number of lines written.
+ *
+ * A large batch goes out in parts of WRITE_PART_LINES raw points, each sent as soon as it is
+ * formatted; the batch's window aggregates all go in its last part, by sequence, so a later
+ * revision of a window is the one InfluxDB keeps. The parts are written concurrently and the batch
+ * fails if any part fails: the gateway then sends it again, and the parts that were written are
+ * rewritten onto themselves (idempotent point identity, points.ts).
+ */
 async function writePoints(batch: Batch, deps: IngestDeps, hw: number): Promise<number> {
   const { sink, metrics } = deps;
-  const perMeasurement = new Map<string, number>();
-  const lines: string[] = [];
+  const writes: Array<Promise<void>> = [];
+  let count = 0;
+  const send = (part: string[]): void => {
+    const end = metrics.influxWrite.startTimer();
+    const w = sink.write(part).finally(end);
+    // Promise.all below reports the first failure; the others must not go unhandled meanwhile.
+    w.catch(() => undefined);
+    writes.push(w);
+    count += part.length;
+  };
+  let lines: string[] = [];
+  let raw = 0;
   const gw = batch.gw;
-  for (const r of batch.recs) if (r.seq > hw) lines.push(rawToLine(gw, r));
-  if (lines.length > 0) perMeasurement.set(RAW_MEASUREMENT, lines.length);
+  for (const r of batch.recs) {
+    if (r.seq <= hw) continue;
+    lines.push(rawToLine(gw, r));
+    raw++;
+    if (lines.length === WRITE_PART_LINES) {
+      // `lines` is not used after its write starts: once the sink has its request body, the line
+      // strings can go at the next minor GC instead of being kept while InfluxDB answers.
+      send(lines);
+      lines = [];
+      // Let the request go out (its socket is attached on the next tick) before formatting more.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+  const perMeasurement = new Map<string, number>();
+  if (raw > 0) perMeasurement.set(RAW_MEASUREMENT, raw);
   if (batch.aggs.length > 0) {
-    // By sequence, so a later revision of a window in the same request is the one InfluxDB keeps.
     for (const a of batch.aggs.filter((x) => x.seq > hw).sort((x, y) => x.seq - y.seq)) {
       const p = aggToPoint(gw, a);
       lines.push(toLine(p));
       perMeasurement.set(p.measurement, (perMeasurement.get(p.measurement) ?? 0) + 1);
     }
   }
-  // `lines` is not used after the write starts: once the sink has its request body, the line
-  // strings can go at the next minor GC instead of being copied along while InfluxDB answers.
-  const count = lines.length;
-  if (count > 0) {
-    const end = metrics.influxWrite.startTimer();
-    try {
-      await sink.write(lines);
-    } finally {
-      end();
-    }
-    for (const [m, n] of perMeasurement) metrics.pointsWritten.inc({ measurement: m }, n);
-  }
+  if (lines.length > 0) send(lines);
+  await Promise.all(writes);
+  for (const [m, n] of perMeasurement) metrics.pointsWritten.inc({ measurement: m }, n);
   return count;
 }
 

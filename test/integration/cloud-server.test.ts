@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countPoints, influxQuery, startInfluxd, type InfluxdHandle } from '../../deploy/influxd.js';
 import { CloudServer, type CloudServerConfig } from '../../cloud/server.js';
+import { WRITE_PART_LINES } from '../../cloud/ingest.js';
 import { encodeBatch, type AggRecord, type RawRecord } from '../../protocols/batch.js';
 import { startRelay, type Relay } from '../support/cloud-relay.js';
 
@@ -78,8 +79,8 @@ async function post(body: Uint8Array, token: string | null = TOKENS.gwA, headers
 
 const count = (where: string) => countPoints(influx.url, DB, 'telemetry', where);
 
-async function metricValue(name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+async function metricValue(name: string, labels = '', at = url): Promise<number> {
+  const text = await (await fetch(`${at}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
   return line ? Number(line.split(' ')[1]) : 0;
 }
@@ -223,6 +224,32 @@ describe('POST /api/v1/batches', () => {
       door_open_count: 3, door_open_mean: 0.33, door_open_last: true,
     });
     expect(row).not.toHaveProperty('door_open_min');
+  });
+
+  it(`a large batch goes to InfluxDB in parts of ${WRITE_PART_LINES} points, its aggregates in order in the last part: every point once, the latest revision kept`, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-cloud-parts-'));
+    const big = new CloudServer(config({ dataDir: dir, maxBodyBytes: 4 * 1024 * 1024 }));
+    const { url: bigUrl } = await big.start();
+    try {
+      const n = 2 * WRITE_PART_LINES + 500;
+      const start = T0 + 7_200_000;
+      const win = (seq: number, rev: number, last: number): AggRecord => ({ seq, dev: 'dev-parts', win: '1m', start, end: start + 60_000, rev, aggs: { temperature: { count: rev + 1, min: 1, max: 9, mean: 5, sum: 5 * (rev + 1), last } } });
+      const writes = () => metricValue('sluice_cloud_influx_write_seconds_count', '', bigUrl);
+      const before = await writes();
+      const res = await fetch(`${bigUrl}/api/v1/batches`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/cbor', authorization: `Bearer ${TOKENS.gwA}` },
+        body: new Uint8Array(batch('gwA', 'inc-parts', 1, n + 3, recs('dev-parts', 1, n), [win(n + 1, 0, 1), win(n + 2, 1, 2), win(n + 3, 2, 3)])),
+      });
+      expect(await res.json()).toEqual({ acked: n + 3 });
+      expect(await writes()).toBe(before + 3);
+      expect(await count(`"device" = 'dev-parts'`)).toBe(n);
+      const body = await influxQuery(influx.url, `SELECT "temperature_last", "temperature_count" FROM "telemetry_1m" WHERE "device" = 'dev-parts'`, DB);
+      expect(body.results[0].series[0].values).toEqual([[start, 3, 3]]);
+    } finally {
+      await big.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('InfluxDB refusing the data itself → 400 SLUICE_INFLUX_WRITE, mark not advanced', async () => {
