@@ -366,27 +366,41 @@ async function benchDrain(): Promise<void> {
   const s = await startStack({ cloud: false });
   const fillRate = await fillBacklog(s, n, 'drain fill');
   const backlog = (await gwStatus(s)).log.backlogRecords;
-  const t = Date.now();
+  // The drain is timed from the first acknowledged batch (the backlog first seen shrinking) to an
+  // empty backlog: the cloud's start and the gateway's retry delay before it notices the cloud is
+  // back are start-up, not drain rate.
   await s.startCloud();
+  let t = 0;
+  let from = backlog;
   await waitFor('backlog drained', async () => {
-    const st = await gwStatus(s);
-    return st.log.backlogRecords === 0;
-  }, 30 * 60_000, 50);
-  const sluice = backlog / ((Date.now() - t) / 1000);
+    const left = (await gwStatus(s)).log.backlogRecords;
+    if (t === 0 && left < backlog) {
+      t = Date.now();
+      from = left;
+    }
+    return left === 0;
+  }, 30 * 60_000, 20);
+  const sluice = from / ((Date.now() - t) / 1000);
   const stored = await countPoints(influx.url, s.db, 'telemetry');
   await s.stop();
-  progress(`  sluice drained ${backlog} (stored ${stored}) at ${sluice.toFixed(0)}/s`);
-  // Direct: the same number of points, line protocol, 5,000 per request, sequential.
+  progress(`  sluice drained ${backlog} (stored ${stored}), ${from} of them at ${sluice.toFixed(0)}/s after the first batch`);
+  // Direct: the same number of points, line protocol, 5,000 per request, sequential. The bodies are
+  // formatted before the clock starts, as Sluice's backlog was stored before its drain: what is
+  // timed is InfluxDB taking them (formatting them here took ~20 % of that time).
   const db = 'direct_drain';
   await influxQuery(influx.url, `CREATE DATABASE ${db}`);
   const base = Date.now() - 3_600_000;
-  const t2 = Date.now();
+  const bodies: string[] = [];
   for (let i = 0; i < backlog; i += 5000) {
     const lines: string[] = [];
     for (let j = i; j < Math.min(backlog, i + 5000); j++) {
       lines.push(`telemetry,gateway=direct,device=d${String(j % P.devices).padStart(4, '0')} temperature=${(20 + (j % 100) / 10).toFixed(2)},humidity=${(40 + (j % 50)).toFixed(1)},door_open=${j % 7 === 0} ${(base + j) * 1_000_000 + (j % 1_000_000)}`);
     }
-    const res = await fetch(`${influx.url}/write?db=${db}&precision=ns`, { method: 'POST', body: lines.join('\n') });
+    bodies.push(lines.join('\n'));
+  }
+  const t2 = Date.now();
+  for (const body of bodies) {
+    const res = await fetch(`${influx.url}/write?db=${db}&precision=ns`, { method: 'POST', body });
     if (res.status !== 204) throw new Error(`direct write failed: ${res.status} ${await res.text()}`);
   }
   const direct = backlog / ((Date.now() - t2) / 1000);
@@ -417,10 +431,12 @@ async function benchCloudIngest(): Promise<void> {
   await cloud.stop();
   const db2 = 'cloud_direct';
   await influxQuery(influx.url, `CREATE DATABASE ${db2}`);
+  // Formatted before the clock starts, as the cloud's batch bodies were encoded before its clock.
+  const lineBodies: string[] = [];
+  for (let i = 0; i < n; i += 5000) lineBodies.push(makeRecs(i, Math.min(n, i + 5000)).map((r) => `telemetry,device=${r.dev},gateway=gwc door_open=${r.vals.door_open},humidity=${r.vals.humidity},temperature=${r.vals.temperature} ${r.ts * 1_000_000 + (r.seq % 1_000_000)}`).join('\n'));
   const t2 = Date.now();
-  for (let i = 0; i < n; i += 5000) {
-    const lines = makeRecs(i, Math.min(n, i + 5000)).map((r) => `telemetry,device=${r.dev},gateway=gwc door_open=${r.vals.door_open},humidity=${r.vals.humidity},temperature=${r.vals.temperature} ${r.ts * 1_000_000 + (r.seq % 1_000_000)}`);
-    const res = await fetch(`${influx.url}/write?db=${db2}&precision=ns`, { method: 'POST', body: lines.join('\n') });
+  for (const body of lineBodies) {
+    const res = await fetch(`${influx.url}/write?db=${db2}&precision=ns`, { method: 'POST', body });
     if (res.status !== 204) throw new Error(`direct write failed: ${res.status}`);
   }
   const direct = n / ((Date.now() - t2) / 1000);
