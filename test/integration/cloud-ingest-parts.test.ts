@@ -40,7 +40,7 @@ describe('a batch written in parts', () => {
   const metrics = new CloudMetrics();
   const deps = () => ({ store, sink, metrics, logger: pino({ level: 'silent' }) });
   const n = 3 * WRITE_PART_LINES + 7;
-  const batch: Batch = { gw: 'gw', inc: 'inc', first: 1, last: n, recs: recs(1, n), aggs: [] };
+  const batch: Batch = { v: 1, gw: 'gw', inc: 'inc', first: 1, last: n, recs: recs(1, n), aggs: [] };
 
   beforeEach(async () => {
     dir = await tempDir();
