@@ -78,8 +78,8 @@ export const WRITE_PART_LINES = 1250;
  * A large batch goes out in parts of WRITE_PART_LINES raw points, each sent as soon as it is
  * formatted; the batch's window aggregates all go in its last part, by sequence, so a later
  * revision of a window is the one InfluxDB keeps. The parts are written concurrently and the batch
- * fails if any part fails: the gateway then sends it again, and the parts that were written are
- * rewritten onto themselves (idempotent point identity, points.ts).
+ * fails, once all of them have settled, if any part failed: the gateway then sends it again, and
+ * the parts that were written are rewritten onto themselves (idempotent point identity, points.ts).
  */
 async function writePoints(batch: Batch, deps: IngestDeps, hw: number): Promise<number> {
   const { sink, metrics } = deps;
@@ -87,10 +87,7 @@ async function writePoints(batch: Batch, deps: IngestDeps, hw: number): Promise<
   let count = 0;
   const send = (part: string[]): void => {
     const end = metrics.influxWrite.startTimer();
-    const w = sink.write(part).finally(end);
-    // Promise.all below reports the first failure; the others must not go unhandled meanwhile.
-    w.catch(() => undefined);
-    writes.push(w);
+    writes.push(sink.write(part).finally(end));
     count += part.length;
   };
   let lines: string[] = [];
@@ -119,7 +116,9 @@ async function writePoints(batch: Batch, deps: IngestDeps, hw: number): Promise<
     }
   }
   if (lines.length > 0) send(lines);
-  await Promise.all(writes);
+  // Every part settles before the batch's outcome is known, so a resend never overlaps parts of
+  // this attempt still in flight.
+  for (const r of await Promise.allSettled(writes)) if (r.status === 'rejected') throw r.reason;
   for (const [m, n] of perMeasurement) metrics.pointsWritten.inc({ measurement: m }, n);
   return count;
 }
