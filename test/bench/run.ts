@@ -51,10 +51,12 @@ const cleanups: Array<() => Promise<unknown>> = [];
  * Sustained QoS 1 rate (PUBACKs/s): `ingestSeconds` measured after `ingestWarmupSeconds` in which
  * the devices connect and the broker's code warms up, without the final drain (sim --warmup).
  */
-async function qos1Rate(url: string): Promise<number> {
+async function qos1Rate(url: string, pid: number): Promise<{ rate: number; cpuUs: number }> {
+  const c0 = procStat(pid).cpuMs;
   const r = await runSimProcess(url, 1, P.ingestSeconds + P.ingestWarmupSeconds, ['--warmup', `${P.ingestWarmupSeconds}s`]);
   if (!r.steady) throw new Error(`sim reported no steady rate: ${JSON.stringify(r).slice(0, 300)}`);
-  return r.steady.rate;
+  // The broker's CPU (all its threads) per acknowledged reading over the whole run.
+  return { rate: r.steady.rate, cpuUs: ((procStat(pid).cpuMs - c0) * 1000) / r.acked };
 }
 
 async function runSimProcess(url: string, qos: 0 | 1, seconds: number, extra: string[] = []): Promise<any> {
@@ -115,7 +117,7 @@ async function startReference(file: string): Promise<ReferenceBroker> {
 
 const startBareAedes = (): Promise<ReferenceBroker> => startReference('test/bench/bare-aedes.ts');
 
-async function startMosquitto(): Promise<{ url: string; stop(): Promise<void> }> {
+async function startMosquitto(): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
   const port = await freePort();
   const conf = join(work, `mosquitto-${port}.conf`);
   await writeFile(conf, `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 100000\nlog_dest none\n`);
@@ -132,7 +134,7 @@ async function startMosquitto(): Promise<{ url: string; stop(): Promise<void> }>
       await sleep(50);
     }
   }
-  return { url, stop: async () => { child.kill('SIGTERM'); await new Promise((r) => child.on('exit', r)); } };
+  return { url, pid: child.pid!, stop: async () => { child.kill('SIGTERM'); await new Promise((r) => child.on('exit', r)); } };
 }
 
 interface Stack {
@@ -257,32 +259,37 @@ const median = (xs: number[]): number => {
  * One ingest run against a Sluice gateway: readings/s accepted (QoS 1: PUBACKed; QoS 0: committed)
  * and QoS 0 readings shed. `cloud`: the whole stack on this host instead of the gateway alone.
  */
-async function ingestSluice(qos: 0 | 1, cloud: boolean): Promise<{ rate: number; shed: number }> {
+async function ingestSluice(qos: 0 | 1, cloud: boolean): Promise<{ rate: number; shed: number; cpuUs: number }> {
   const s = await startStack({ cloud });
+  const pid = s.gateway.child.pid!;
   try {
-    if (qos === 1) return { rate: await qos1Rate(s.mqttUrl), shed: 0 };
+    if (qos === 1) return { ...(await qos1Rate(s.mqttUrl, pid)), shed: 0 };
     const before = (await gwStatus(s)).ingest.committed;
+    const c0 = procStat(pid).cpuMs;
     const t = Date.now();
     await runSimProcess(s.mqttUrl, 0, P.ingestSeconds);
     await waitFor('QoS 0 commits to settle', async () => (await gwStatus(s)).broker.pendingCommits === 0, 30_000).catch(async () =>
       progress(`  warning: ${(await gwStatus(s)).broker.pendingCommits} QoS 0 commits still pending after 30 s`),
     );
     const st = await gwStatus(s);
-    return { rate: (st.ingest.committed - before) / ((Date.now() - t) / 1000), shed: st.ingest.dropped.shed_qos0 ?? 0 };
+    const n = st.ingest.committed - before;
+    return { rate: n / ((Date.now() - t) / 1000), shed: st.ingest.dropped.shed_qos0 ?? 0, cpuUs: ((procStat(pid).cpuMs - c0) * 1000) / n };
   } finally {
     await s.stop();
   }
 }
 
 /** The same run against bare aedes (readings/s it received). */
-async function ingestBare(qos: 0 | 1): Promise<number> {
+async function ingestBare(qos: 0 | 1): Promise<{ rate: number; cpuUs: number }> {
   const b = await startBareAedes();
   try {
-    if (qos === 1) return await qos1Rate(b.url);
+    if (qos === 1) return await qos1Rate(b.url, b.pid);
     const before = await b.count();
+    const c0 = procStat(b.pid).cpuMs;
     const t = Date.now();
     await runSimProcess(b.url, 0, P.ingestSeconds);
-    return ((await b.count()) - before) / ((Date.now() - t) / 1000);
+    const n = (await b.count()) - before;
+    return { rate: n / ((Date.now() - t) / 1000), cpuUs: ((procStat(b.pid).cpuMs - c0) * 1000) / n };
   } finally {
     await b.stop();
   }
@@ -301,13 +308,20 @@ async function benchIngest(qos: 0 | 1): Promise<void> {
   const sluice: number[] = [];
   const bare: number[] = [];
   const shed: number[] = [];
+  // CPU (all threads) per reading of the gateway over bare aedes', per round: how much more work
+  // Sluice does per reading, a figure the machine's drifting speed moves far less than the rates.
+  const cpuRatios: number[] = [];
   for (let i = 0; i < P.ingestRounds; i++) {
     const s = await ingestSluice(qos, false);
     sluice.push(s.rate);
     shed.push(s.shed);
-    bare.push(await ingestBare(qos));
-    progress(`  round ${i + 1}: sluice ${s.rate.toFixed(0)}/s${qos === 0 ? ` (shed ${s.shed})` : ''}, bare aedes ${bare[i].toFixed(0)}/s, ratio ${(s.rate / bare[i]).toFixed(3)}`);
+    const b = await ingestBare(qos);
+    bare.push(b.rate);
+    cpuRatios.push(s.cpuUs / b.cpuUs);
+    progress(`  round ${i + 1}: sluice ${s.rate.toFixed(0)}/s${qos === 0 ? ` (shed ${s.shed})` : ''}, bare aedes ${bare[i].toFixed(0)}/s, ratio ${(s.rate / bare[i]).toFixed(3)}; CPU per reading ${s.cpuUs.toFixed(1)} / ${b.cpuUs.toFixed(1)} µs`);
   }
+  r.cpu_per_reading_ratio = round(median(cpuRatios), 3);
+  r.cpu_per_reading_ratio_rounds = cpuRatios.map((x) => round(x, 3));
   r.sluice = median(sluice);
   r.bare_aedes = median(bare);
   r.ratio = median(sluice.map((x, i) => x / bare[i]));
@@ -323,7 +337,7 @@ async function benchIngest(qos: 0 | 1): Promise<void> {
   }
   if (qos === 1) {
     const m = await startMosquitto();
-    const rate = await qos1Rate(m.url);
+    const { rate } = await qos1Rate(m.url, m.pid);
     r.mosquitto = rate;
     await m.stop();
     progress(`  mosquitto ${rate.toFixed(0)}/s`);
@@ -565,8 +579,10 @@ function markdown(): string {
   add('ingest_qos1 sluice / bare aedes / mosquitto (readings/s)', r.ingest_qos1 && `${round(r.ingest_qos1.sluice, 0)} / ${round(r.ingest_qos1.bare_aedes, 0)} / ${round(r.ingest_qos1.mosquitto, 0)}`, '');
   add('ingest_qos1 whole stack on this host (readings/s)', r.ingest_qos1?.sluice_same_host_stack === undefined ? undefined : round(r.ingest_qos1.sluice_same_host_stack, 0), '');
   add('ingest_qos1.ratio (median of rounds)', r.ingest_qos1 && `${round(r.ingest_qos1.ratio, 3)} (${r.ingest_qos1.ratio_rounds.join(', ')})`, '≥ 0.9');
+  add('ingest_qos1 gateway CPU per reading / bare aedes\' (median of rounds)', r.ingest_qos1?.cpu_per_reading_ratio && `${r.ingest_qos1.cpu_per_reading_ratio} (${r.ingest_qos1.cpu_per_reading_ratio_rounds.join(', ')})`, '');
   add('ingest_qos0 sluice / bare aedes (readings/s)', r.ingest_qos0 && `${round(r.ingest_qos0.sluice, 0)} / ${round(r.ingest_qos0.bare_aedes, 0)} (shed ${r.ingest_qos0.sluice_shed})`, '');
   add('ingest_qos0.ratio (median of rounds)', r.ingest_qos0 && `${round(r.ingest_qos0.ratio, 3)} (${r.ingest_qos0.ratio_rounds.join(', ')})`, '≥ 0.8');
+  add('ingest_qos0 gateway CPU per reading / bare aedes\' (median of rounds)', r.ingest_qos0?.cpu_per_reading_ratio && `${r.ingest_qos0.cpu_per_reading_ratio} (${r.ingest_qos0.cpu_per_reading_ratio_rounds.join(', ')})`, '');
   add('e2e_latency_ms p50 / p99', r.e2e_latency_ms && `${r.e2e_latency_ms.p50} / ${r.e2e_latency_ms.p99}`, 'p99 ≤ 500');
   add('drain sluice / direct (points/s)', r.drain && `${r.drain.sluice} / ${r.drain.direct} (${r.drain.readings} readings)`, '');
   add('drain.ratio', r.drain?.ratio, '≥ 0.8');
