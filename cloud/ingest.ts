@@ -87,7 +87,11 @@ async function writePoints(batch: Batch, deps: IngestDeps, hw: number): Promise<
   let count = 0;
   const send = (part: string[]): void => {
     const end = metrics.influxWrite.startTimer();
-    writes.push(sink.write(part).finally(end));
+    const w = sink.write(part).finally(end);
+    // A part may fail while later parts are still being formatted, before allSettled below looks
+    // at it: handled now, or the process would see an unhandled rejection.
+    w.catch(() => undefined);
+    writes.push(w);
     count += part.length;
   };
   let lines: string[] = [];

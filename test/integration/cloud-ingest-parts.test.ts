@@ -74,6 +74,22 @@ describe('a batch written in parts', () => {
     expect(new Set(sink.writes.flat()).size).toBe(n);
   });
 
+  it('a part failing while later parts are still being formatted is no unhandled rejection', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => {
+      unhandled.push(reason);
+    };
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      sink.failing.add(1);
+      await expect(ingestBatch(batch, deps())).rejects.toMatchObject({ code: 'SLUICE_INFLUX_WRITE' });
+      await new Promise((r) => setImmediate(r));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('a batch of at most one part is one write', async () => {
     const small: Batch = { ...batch, last: WRITE_PART_LINES, recs: recs(1, WRITE_PART_LINES) };
     await ingestBatch(small, deps());
