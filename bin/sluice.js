@@ -5,6 +5,13 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { nodeTooOld } from '../deploy/node-version.js';
+
+const tooOld = nodeTooOld();
+if (tooOld) {
+  process.stderr.write(`sluice: ${tooOld}\n`);
+  process.exit(1);
+}
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const stamp = join(root, 'dist', '.build-stamp');

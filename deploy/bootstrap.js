@@ -7,6 +7,7 @@ import { spawnSync, spawn } from 'node:child_process';
 import { existsSync, statSync, writeFileSync, unlinkSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nodeTooOld } from './node-version.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const [mode = 'test', ...rest] = process.argv.slice(2);
@@ -43,9 +44,9 @@ function run(cmd, args, opts = {}) {
 }
 
 function ensureNodeVersion() {
-  const major = Number(process.versions.node.split('.')[0]);
-  if (major < 20) {
-    log(`Node.js ${process.versions.node} is too old: Sluice needs Node.js 20 or newer.`);
+  const tooOld = nodeTooOld();
+  if (tooOld) {
+    log(tooOld);
     process.exit(1);
   }
 }

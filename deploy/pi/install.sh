@@ -99,8 +99,9 @@ DEST="$ROOT$PREFIX"
 ETC="$ROOT/etc/sluice"
 STATE="$ROOT/var/lib/sluice"
 
-# --- 1. Node.js ≥ 20 and npm -------------------------------------------------------------------
-NODE_MIN=20
+# --- 1. Node.js ≥ 20.15 and npm ----------------------------------------------------------------
+# 20.15 is the first 20.x with zlib.crc32 (deploy/node-version.js, which the sluice command checks too).
+NODE_MIN=20.15
 export DEBIAN_FRONTEND=noninteractive
 if ! command -v node >/dev/null 2>&1; then
   say "Node.js not found: installing the distribution's nodejs and npm (apt-get)"
@@ -111,11 +112,14 @@ fi
 NODE="$(command -v node)"
 NODE_VERSION="$("$NODE" -p 'process.versions.node' 2>/dev/null || echo unknown)"
 NODE_MAJOR="${NODE_VERSION%%.*}"
+NODE_MINOR="${NODE_VERSION#*.}"
+NODE_MINOR="${NODE_MINOR%%.*}"
 case "$NODE_MAJOR" in '' | *[!0-9]*) NODE_MAJOR=0 ;; esac
-if [ "$NODE_MAJOR" -lt "$NODE_MIN" ]; then
+case "$NODE_MINOR" in '' | *[!0-9]*) NODE_MINOR=0 ;; esac
+if [ "$NODE_MAJOR" -lt "${NODE_MIN%%.*}" ] || { [ "$NODE_MAJOR" -eq "${NODE_MIN%%.*}" ] && [ "$NODE_MINOR" -lt "${NODE_MIN#*.}" ]; }; then
   cat >&2 <<EOF
 [sluice install] error: $NODE is Node.js $NODE_VERSION; Sluice needs Node.js $NODE_MIN or newer.
-  Debian 12 and Raspberry Pi OS 12 (bookworm) ship Node.js 18; Debian 13 (trixie) ships 20.
+  Debian 12 and Raspberry Pi OS 12 (bookworm) ship Node.js 18; Debian 13 (trixie) ships 20.19.
   Install a newer Node.js system-wide (into /usr, not your home directory: the service cannot see
   /home or /root), then run this script again. Either:
     - NodeSource packages (arm64, armhf, amd64):

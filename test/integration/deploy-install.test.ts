@@ -153,16 +153,18 @@ describe('deploy/pi/install.sh in a throw-away root', () => {
     expect(await sys.calls('systemctl')).toEqual([`--root=${root} enable sluice-cloud.service`]);
   });
 
-  it('refuses a Node.js older than 20 with instructions, and missing values naming the flag', async () => {
-    const dir = join(tmp.path, 'old');
-    const root = join(dir, 'root');
-    await exec('mkdir', ['-p', root]);
-    const old = await fakeSystem(dir, 'old');
-    const r = await runScript(INSTALL_SH, ['--root', root, '--id', 'x', '--cloud-url', 'https://c.example', '--token', 't', '-y'], old.path);
-    expect(r.code).toBe(3);
-    expect(r.stderr).toContain('Node.js 18.19.0; Sluice needs Node.js 20 or newer');
-    expect(r.stderr).toMatch(/nodesource/i);
-    expect(existsSync(join(root, 'opt/sluice'))).toBe(false);
+  it('refuses a Node.js older than 20.15 with instructions, and missing values naming the flag', async () => {
+    for (const [kind, version] of [['old', '18.19.0'], ['old20', '20.10.0']] as const) {
+      const dir = join(tmp.path, kind);
+      const root = join(dir, 'root');
+      await exec('mkdir', ['-p', root]);
+      const old = await fakeSystem(dir, kind);
+      const r = await runScript(INSTALL_SH, ['--root', root, '--id', 'x', '--cloud-url', 'https://c.example', '--token', 't', '-y'], old.path);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toContain(`Node.js ${version}; Sluice needs Node.js 20.15 or newer`);
+      expect(r.stderr).toMatch(/nodesource/i);
+      expect(existsSync(join(root, 'opt/sluice'))).toBe(false);
+    }
 
     const dir2 = join(tmp.path, 'noflag');
     const root2 = join(dir2, 'root');

@@ -26,9 +26,10 @@ const script = (body: string) => `#!/bin/sh\n${body}\n`;
 
 /**
  * `node`: 'real' puts the running node on PATH; 'missing' builds a PATH without any node (apt-get
- * then provides it); 'old' puts a node that reports version 18.19.0.
+ * then provides it); 'old' puts a node that reports version 18.19.0, 'old20' one that reports 20.10.0
+ * (a 20.x without zlib.crc32).
  */
-export async function fakeSystem(dir: string, node: 'real' | 'missing' | 'old'): Promise<FakeSystem> {
+export async function fakeSystem(dir: string, node: 'real' | 'missing' | 'old' | 'old20'): Promise<FakeSystem> {
   const bin = join(dir, 'fakebin');
   const logs = join(dir, 'calls');
   await mkdir(bin, { recursive: true });
@@ -53,6 +54,7 @@ case "$*" in *install*npm*) cp "${join(bin, 'npm.fake')}" "${join(bin, 'npm')}" 
   };
   if (node !== 'missing') files.npm = npm;
   if (node === 'old') files.node = script('echo 18.19.0');
+  if (node === 'old20') files.node = script('echo 20.10.0');
   for (const [name, body] of Object.entries(files)) {
     await writeFile(join(bin, name), body);
     await chmod(join(bin, name), 0o755);
