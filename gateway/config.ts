@@ -94,14 +94,17 @@ export const gatewayConfigSchema = z
          * delay. Not applied once traffic is heavy (gateway/log.ts scheduleFlush).
          */
         commitLinger: duration('log.commitLinger').refine((ms) => ms <= 1000, 'log.commitLinger must be at most 1s').default(DEFAULT_LOG_CONFIG.commitLingerMs),
-        /**
-         * The wait ends early once nothing else was published for this long. Also the longest the
-         * next commit gathers under heavy traffic (gateway/log.ts gatherGroup).
-         */
+        /** The wait ends early once nothing else was published for this long. */
         commitIdle: duration('log.commitIdle').refine((ms) => ms >= 1 && ms <= 1000, 'log.commitIdle must be between 1ms and 1s').default(DEFAULT_LOG_CONFIG.commitIdleMs),
+        /**
+         * Under heavy traffic (readings keep arriving while a commit is written), the longest the
+         * next commit gathers readings before it is written (gateway/log.ts gatherGroup): fewer
+         * fsyncs against that much more PUBACK delay during a flood.
+         */
+        commitGather: duration('log.commitGather').refine((ms) => ms >= 1 && ms <= 1000, 'log.commitGather must be between 1ms and 1s').default(DEFAULT_LOG_CONFIG.commitGatherMs),
       })
       .strict()
-      .default({ sync: 'always', syncInterval: 1000, quota: 1024 ** 3, reserve: 64 * 1024 ** 2, whenFull: 'block', maxGroup: 2000, commitLinger: DEFAULT_LOG_CONFIG.commitLingerMs, commitIdle: DEFAULT_LOG_CONFIG.commitIdleMs }),
+      .default({ sync: 'always', syncInterval: 1000, quota: 1024 ** 3, reserve: 64 * 1024 ** 2, whenFull: 'block', maxGroup: 2000, commitLinger: DEFAULT_LOG_CONFIG.commitLingerMs, commitIdle: DEFAULT_LOG_CONFIG.commitIdleMs, commitGather: DEFAULT_LOG_CONFIG.commitGatherMs }),
     /** Forwarding to the cloud. */
     forward: z
       .object({
@@ -199,6 +202,7 @@ export function loadGatewayConfig(file: string | undefined, flags: Record<string
       maxGroup: parsed.log.maxGroup,
       commitLingerMs: parsed.log.commitLinger,
       commitIdleMs: parsed.log.commitIdle,
+      commitGatherMs: parsed.log.commitGather,
     },
     forwarder: {
       maxBatchRecords: parsed.forward.maxBatchRecords,

@@ -270,7 +270,7 @@ describe('commit linger', () => {
   let groups: Array<[number, number]>;
   beforeEach(async () => {
     dir = await tempDir();
-    log = new DurableLog({ dir: dir.path, sync: 'never', commitLingerMs: 50, commitIdleMs: 5 });
+    log = new DurableLog({ dir: dir.path, sync: 'never', commitLingerMs: 50, commitIdleMs: 5, commitGatherMs: 8 });
     await log.open();
     groups = [];
     log.onCommitted = (first, last, dones, err) => {
@@ -354,15 +354,15 @@ describe('commit linger', () => {
     expect(groups).toEqual([[1, 100], [101, 100 + GATHER_TO]]);
   });
 
-  it('heavy traffic: the gathering ends after commitIdleMs even while records keep arriving', async () => {
+  it('heavy traffic: the gathering ends after commitGatherMs even while records keep arriving', async () => {
     const all = await firstGroupWith(100);
-    for (let ms = 1; ms <= 5; ms++) {
+    for (let ms = 1; ms <= 8; ms++) {
       all.push(...Array.from({ length: 10 }, (_, i) => log.append(raw('flood', 1000 + ms * 10 + i, i)).committed));
       await vi.advanceTimersByTimeAsync(1);
-      if (ms < 5) expect(groups).toHaveLength(1);
+      if (ms < 8) expect(groups).toHaveLength(1);
     }
-    await within(Promise.all(all), 'after 5 ms of gathering');
-    expect(groups).toEqual([[1, 100], [101, 250]]);
+    await within(Promise.all(all), 'after 8 ms of gathering');
+    expect(groups).toEqual([[1, 100], [101, 280]]);
   });
 
   it('heavy traffic: the gathering ends at the first 1 ms check without a new append', async () => {
