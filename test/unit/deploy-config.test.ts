@@ -53,6 +53,7 @@ describe('sample configs in deploy/', () => {
     expect(c).toEqual(d);
     expect(c.cloud.token).toBe('from-env');
     expect(c.clock?.notBeforeMs).toBe(CLOCK_FLOOR_MS);
+    expect(c.log).toMatchObject({ commitLingerMs: 50, commitIdleMs: 5, commitGatherMs: 10 });
   });
 
   it('the gateway sample documents every key of the schema', () => {
@@ -113,6 +114,9 @@ describe('gateway config refusals name the key', () => {
     ['log.reserve', `${base}log:\n  reserve: 12 parsecs\n`, 'log.reserve'],
     ['log.whenFull', `${base}log:\n  whenFull: panic\n`, '"log.whenFull"'],
     ['log.maxGroup', `${base}log:\n  maxGroup: 0\n`, '"log.maxGroup"'],
+    ['log.commitLinger', `${base}log:\n  commitLinger: 2s\n`, 'log.commitLinger must be at most 1s'],
+    ['log.commitIdle', `${base}log:\n  commitIdle: 0ms\n`, 'log.commitIdle must be between 1ms and 1s'],
+    ['log.commitGather', `${base}log:\n  commitGather: 5s\n`, 'log.commitGather must be between 1ms and 1s'],
     ['forward.maxBatchRecords', `${base}forward:\n  maxBatchRecords: many\n`, '"forward.maxBatchRecords"'],
     ['forward.timeout', `${base}forward:\n  timeout: forever\n`, 'forward.timeout'],
     ['forward.maxBackoff', `${base}forward:\n  maxBackoff: 5 minutes\n`, 'forward.maxBackoff'],
@@ -122,6 +126,11 @@ describe('gateway config refusals name the key', () => {
     const e = errorOf(() => loadGatewayConfig(file(`${name.replace(/\W+/g, '-')}.yaml`, text), {}, {}));
     expect(e.code).toBe('SLUICE_BAD_CONFIG');
     expect(e.message).toContain(key);
+  });
+
+  it('the commit waits come from the file', () => {
+    const c = loadGatewayConfig(file('waits.yaml', `${base}log:\n  commitLinger: 20ms\n  commitIdle: 2ms\n  commitGather: 25ms\n`), {}, {});
+    expect(c.log).toMatchObject({ commitLingerMs: 20, commitIdleMs: 2, commitGatherMs: 25 });
   });
 
   it('a missing file is refused naming it', () => {
