@@ -277,7 +277,7 @@ describe('commit linger', () => {
       if (!err) groups.push([first, last]);
       settle(dones, err);
     };
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
   });
   afterEach(async () => {
     vi.useRealTimers();
