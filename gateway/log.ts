@@ -670,19 +670,28 @@ export class DurableLog {
     }
     // The linger ends at whichever comes first: `linger` ms; a check every `idle` ms that finds no
     // append since the previous one (a lone device waiting for its PUBACK gains nothing from more
-    // waiting); LINGER_BELOW records waiting (traffic is heavy after all). No clock is read per
-    // append: the checks compare counts.
-    const idle = Math.max(1, Math.min(this.config.commitIdleMs, linger));
-    let waited = 0;
+    // waiting); LINGER_BELOW records waiting (traffic is heavy after all).
+    this.whileAppending(LINGER_BELOW, Math.max(1, Math.min(this.config.commitIdleMs, linger)), linger, go);
+  }
+
+  /**
+   * Calls `done` once `target` records are pending, a check every `step` ms finds no append since
+   * the previous one, `most` ms have passed, or the log is closing: the commit linger at low rates
+   * (scheduleFlush) and the gathering under heavy traffic (gatherGroup). No clock is read per
+   * append: the checks compare counts; the time is read at each check, since a check can come late
+   * when the event loop is busy.
+   */
+  private whileAppending(target: number, step: number, most: number, done: () => void): void {
+    const until = performance.now() + most;
     let seen = this.pendingDones.length;
-    const check = () => {
-      waited += idle;
+    const check = (): void => {
       const n = this.pendingDones.length;
-      if (n <= seen || n >= LINGER_BELOW || waited >= linger) return go();
+      const left = until - performance.now();
+      if (n >= target || n <= seen || left <= 0 || this.closing) return done();
       seen = n;
-      setTimeout(check, Math.min(idle, linger - waited));
+      setTimeout(check, Math.min(step, left));
     };
-    setTimeout(check, idle);
+    setTimeout(check, Math.min(step, most));
   }
 
   private async flush(): Promise<void> {
@@ -748,20 +757,11 @@ export class DurableLog {
   /**
    * Resolves once GATHER_TO records wait, a 1 ms check finds no append since the previous one
    * (the publishers are waiting for us after all), or commitGatherMs (capped by the linger) have
-   * passed. The time is read from the clock at each check: under a flood a check can come late.
+   * passed.
    */
   private gatherGroup(): Promise<void> {
-    const until = performance.now() + Math.max(1, Math.min(this.config.commitGatherMs, this.config.commitLingerMs));
-    return new Promise((resolve) => {
-      let seen = this.pendingDones.length;
-      const check = (): void => {
-        const n = this.pendingDones.length;
-        if (n >= GATHER_TO || n <= seen || performance.now() >= until || this.closing) return resolve();
-        seen = n;
-        setTimeout(check, 1);
-      };
-      setTimeout(check, 1);
-    });
+    const most = Math.max(1, Math.min(this.config.commitGatherMs, this.config.commitLingerMs));
+    return new Promise((resolve) => this.whileAppending(GATHER_TO, 1, most, resolve));
   }
 
   /**
