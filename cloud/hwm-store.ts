@@ -19,12 +19,12 @@
  *   does not read LevelDB for them again: this process is the only writer of the database (LevelDB's
  *   lock), and a mark is cached only after LevelDB has it, so the copy never runs ahead of the disk.
  */
-import { mkdir, rename } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
 import type { AbstractSublevel } from 'abstract-level';
 import type { AggRecord, Batch, RawRecord } from '../protocols/batch.js';
-import { isLevelCorruption, verifyTables } from '../protocols/leveldb-verify.js';
+import { isLevelCorruption, levelErrorMessage, moveAside, verifyTables } from '../protocols/leveldb-verify.js';
 
 interface StoredMark {
   hw: number;
@@ -71,13 +71,11 @@ export class HwmStore {
         await db.open();
       } catch (err) {
         if (!isLevelCorruption(err)) throw err;
-        damage = { reason: `LevelDB refused to open it: ${((err as { cause?: Error }).cause ?? (err as Error)).message}`, damaged: [] };
+        damage = { reason: `LevelDB refused to open it: ${levelErrorMessage(err)}`, damaged: [] };
       }
     }
     if (damage) {
-      const aside = `${dir}.damaged-${Date.now()}`;
-      await rename(dir, aside);
-      await mkdir(dir, { recursive: true });
+      const aside = await moveAside(dir);
       this.opts.onDamaged?.('high-water mark store damaged on disk: moved aside, starting an empty one (marks are relearned from the gateways; alert state is lost)', { aside, ...damage });
       db = new Level<string, StoredMark>(dir, { valueEncoding: 'json' });
       await db.open();

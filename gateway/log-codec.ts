@@ -32,6 +32,7 @@
  */
 import { Decoder } from 'cbor-x';
 import { crc32 } from 'node:zlib';
+import { crcTable } from '../protocols/crc-table.js';
 import { SluiceError } from '../protocols/errors.js';
 import { cborDecoder, cborEncoder, cborInt } from '../protocols/cbor.js';
 import { FLAG_CLOCK_UNSYNCED, type AggRecord, type RawRecord } from '../protocols/batch.js';
@@ -375,15 +376,7 @@ export function decodeWire(r: WireRecord): LogRecord {
 }
 
 /** CRC-32 (IEEE 802.3, zlib's crc32) lookup table. */
-const CRC_TABLE = (() => {
-  const t = new Int32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c;
-  }
-  return t;
-})();
+const CRC_TABLE = crcTable(0xedb88320);
 
 type Writer = ReturnType<typeof makeWriter>;
 

@@ -34,11 +34,11 @@
  */
 import { Level } from 'level';
 import { randomBytes } from 'node:crypto';
-import { rename, statfs } from 'node:fs/promises';
+import { statfs } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
 import { decode, Encoder } from 'cbor-x';
 import { SluiceError } from '../protocols/errors.js';
-import { isLevelCorruption, verifyTables } from '../protocols/leveldb-verify.js';
+import { isLevelCorruption, levelErrorMessage, moveAside, verifyTables } from '../protocols/leveldb-verify.js';
 import {
   decodeWire,
   appendRecord,
@@ -414,7 +414,7 @@ export class DurableLog {
       return;
     } catch (err) {
       if (!isLevelCorruption(err)) throw err;
-      this.onCorruption?.('LevelDB could not open the log (damaged metadata): rebuilding it from its tables with LevelDB repair', { err: ((err as { cause?: Error }).cause ?? (err as Error)).message });
+      this.onCorruption?.('LevelDB could not open the log (damaged metadata): rebuilding it from its tables with LevelDB repair', { err: levelErrorMessage(err) });
     }
     const repair = (Level as unknown as { repair?: (dir: string) => Promise<void> }).repair;
     try {
@@ -431,10 +431,8 @@ export class DurableLog {
 
   /** Close the LevelDB, rename its directory `<dir>.damaged-<time>` (kept for inspection), open an empty one there. */
   private async moveAside(): Promise<string> {
-    const aside = `${this.config.dir}.damaged-${Date.now()}`;
     await this.db.close().catch(() => undefined);
-    await rename(this.config.dir, aside);
-    mkdirSync(this.config.dir, { recursive: true });
+    const aside = await moveAside(this.config.dir);
     this.ownDb = this.newLevel(this.config.dir);
     await this.db.open();
     return aside;
