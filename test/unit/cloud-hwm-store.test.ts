@@ -1,9 +1,10 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HwmStore, planBatch } from '../../cloud/hwm-store.js';
 import type { AggRecord, RawRecord } from '../../protocols/batch.js';
+import { tempDir } from '../support/tmp.js';
 
 const rec = (seq: number): RawRecord => ({ seq, dev: 'd', ts: 1000 + seq, vals: { x: seq } });
 const agg = (seq: number): AggRecord => ({ seq, dev: 'd', win: '1m', start: 0, end: 60_000, rev: 0, aggs: { x: { count: 1, mean: 1 } } });
@@ -108,13 +109,13 @@ describe('HwmStore (real LevelDB)', () => {
 });
 
 describe('HwmStore damaged on disk', () => {
+  let tmp: Awaited<ReturnType<typeof tempDir>>;
   let dir: string;
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sluice-hwm-'));
+    tmp = await tempDir('sluice-hwm-');
+    dir = tmp.path;
   });
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  afterEach(() => tmp.remove());
 
   /** A store with marks in a LevelDB table (a reopen turns the write-ahead log into one). */
   async function storeWithTable(): Promise<string> {
@@ -126,7 +127,6 @@ describe('HwmStore damaged on disk', () => {
     await again.open();
     expect(await again.get('gw7', 'inc')).toBe(107);
     await again.close();
-    const { readdir } = await import('node:fs/promises');
     const table = (await readdir(join(dir, 'hwm'))).find((f) => f.endsWith('.ldb'));
     expect(table).toBeDefined();
     return join(dir, 'hwm', table!);
@@ -134,7 +134,6 @@ describe('HwmStore damaged on disk', () => {
 
   it('a table block failing its checksum: moved aside unread, an empty store opened, told once', async () => {
     const file = await storeWithTable();
-    const { readFile, writeFile, readdir } = await import('node:fs/promises');
     const t = await readFile(file);
     t[Math.floor(t.length / 4)] ^= 0x5a; // inside the first data block
     await writeFile(file, t);
@@ -154,7 +153,6 @@ describe('HwmStore damaged on disk', () => {
 
   it('a damaged MANIFEST (LevelDB refuses to open): moved aside too', async () => {
     await storeWithTable();
-    const { readFile, writeFile, readdir } = await import('node:fs/promises');
     const name = (await readdir(join(dir, 'hwm'))).find((f) => f.startsWith('MANIFEST-'))!;
     const m = await readFile(join(dir, 'hwm', name));
     m[Math.floor(m.length / 2)] ^= 0xff;
