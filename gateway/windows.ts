@@ -56,13 +56,22 @@ export interface WindowStats extends WindowCounters {
   closedWindows: number;
 }
 
+/**
+ * A window's key in its device's map: its start in units of its kind's advance (starts are multiples
+ * of it). A small integer, where a start in ms is past the small-integer range and was boxed on
+ * every lookup.
+ */
+function winKey(start: number, advance: number): number {
+  return start / advance;
+}
+
 interface DeviceState {
   readonly id: string;
   maxTs: number;
   wm: number;
   /** Gateway clock at the last add(). */
   lastSeen: number;
-  /** Per window kind: start / advance → window (a small integer key: a start in ms is past the small-integer range and was boxed on every lookup). */
+  /** Per window kind: winKey(start, advance) → window. */
   readonly wins: Map<number, Win>[];
   open: number;
   /** Smallest end among open windows; Infinity if none. */
@@ -231,7 +240,7 @@ export class WindowEngine {
           acc.load(a);
           w.accs.set(a[0], acc);
         }
-        d.wins[kind].set(start / e.defs[kind].advance, w);
+        d.wins[kind].set(winKey(start, e.defs[kind].advance), w);
         if (rev < 0) {
           d.open++;
           e.openTotal++;
@@ -323,7 +332,7 @@ export class WindowEngine {
       if (r < 0) r += advance;
       for (let start = ts - r; start + size > ts; start -= advance) {
         const end = start + size;
-        const key = start / advance;
+        const key = winKey(start, advance);
         let w = map.get(key);
         if (end > wm) {
           if (w === undefined) {
@@ -393,7 +402,7 @@ export class WindowEngine {
           (out ??= []).push(this.emit(d, kind, w));
         }
         if (w.end + grace <= wm) {
-          map.delete(w.start / this.defs[kind].advance);
+          map.delete(winKey(w.start, this.defs[kind].advance));
           this.release(w);
         } else if (w.end + grace < nextExpire) nextExpire = w.end + grace;
       }
