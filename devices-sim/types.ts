@@ -34,8 +34,9 @@ export interface SimOptions {
   /** How long to wait for outstanding QoS 1 acks after publishing stopped (ms). Default 5000. */
   drainTimeoutMs?: number;
   /**
-   * Leave the first this many ms (connections ramping up, JIT warm-up) out of `steadyRate`, which
-   * then counts acks from there until publishing stops. Shorter than `durationMs`, if that is set. Default 0.
+   * Leave the first this many ms (connections ramping up, JIT warm-up) out of the result's
+   * `steady`, which then counts acks from there until publishing stops. Shorter than `durationMs`,
+   * if that is set. Default 0.
    */
   warmupMs?: number;
   /** TLS (mqtts://): CA certificate(s) in PEM, and whether to verify the broker's certificate. */
