@@ -374,6 +374,20 @@ async function benchLatency(): Promise<void> {
   progress(`  p50 ${pct(50).toFixed(1)} ms, p99 ${pct(99).toFixed(1)} ms`);
 }
 
+/**
+ * The direct baseline: `requests` line-protocol bodies (`body(k)`) POSTed one after the other to a
+ * fresh database `db` of the bench's InfluxDB; `points` per second over the requests only.
+ */
+async function timeDirectWrites(db: string, points: number, requests: number, body: (k: number) => string): Promise<number> {
+  await influxQuery(influx.url, `CREATE DATABASE ${db}`);
+  const t = Date.now();
+  for (let k = 0; k < requests; k++) {
+    const res = await fetch(`${influx.url}/write?db=${db}&precision=ns`, { method: 'POST', body: body(k) });
+    if (res.status !== 204) throw new Error(`direct write failed: ${res.status} ${await res.text()}`);
+  }
+  return points / ((Date.now() - t) / 1000);
+}
+
 async function benchDrain(): Promise<void> {
   const n = P.drainReadings;
   progress(`drain: ${n} readings backlog with the cloud down, then drained into InfluxDB`);
@@ -409,21 +423,12 @@ async function benchDrain(): Promise<void> {
     }
     return lines.join('\n');
   };
-  const writeAll = async (db: string, body: (i: number) => string): Promise<number> => {
-    await influxQuery(influx.url, `CREATE DATABASE ${db}`);
-    const t2 = Date.now();
-    for (let i = 0; i < backlog; i += 5000) {
-      const res = await fetch(`${influx.url}/write?db=${db}&precision=ns`, { method: 'POST', body: body(i) });
-      if (res.status !== 204) throw new Error(`direct write failed: ${res.status} ${await res.text()}`);
-    }
-    return backlog / ((Date.now() - t2) / 1000);
-  };
   const bodies: string[] = [];
   for (let i = 0; i < backlog; i += 5000) bodies.push(bodyOf(i));
-  const direct = await writeAll('direct_drain', (i) => bodies[i / 5000]);
+  const direct = await timeDirectWrites('direct_drain', backlog, bodies.length, (k) => bodies[k]);
   // For context only: a plain script that formats each batch and then posts it, one after the
   // other (what the direct figure was before; not the target's baseline).
-  const formatting = await writeAll('direct_drain_formatting', bodyOf);
+  const formatting = await timeDirectWrites('direct_drain_formatting', backlog, bodies.length, (k) => bodyOf(k * 5000));
   progress(`  direct ${direct.toFixed(0)}/s (a writer formatting each batch before posting it: ${formatting.toFixed(0)}/s)`);
   results.drain = { readings: backlog, stored, fill_rate: round(fillRate), sluice: round(sluice), direct: round(direct), ratio: round(sluice / direct, 3), direct_formatting_each_batch: round(formatting), ratio_to_formatting_writer: round(sluice / formatting, 3) };
 }
@@ -449,17 +454,10 @@ async function benchCloudIngest(): Promise<void> {
   }
   const sluice = n / ((Date.now() - t) / 1000);
   await cloud.stop();
-  const db2 = 'cloud_direct';
-  await influxQuery(influx.url, `CREATE DATABASE ${db2}`);
   // Formatted before the clock starts, as the cloud's batch bodies were encoded before its clock.
   const lineBodies: string[] = [];
   for (let i = 0; i < n; i += 5000) lineBodies.push(makeRecs(i, Math.min(n, i + 5000)).map((r) => `telemetry,device=${r.dev},gateway=gwc door_open=${r.vals.door_open},humidity=${r.vals.humidity},temperature=${r.vals.temperature} ${r.ts * 1_000_000 + (r.seq % 1_000_000)}`).join('\n'));
-  const t2 = Date.now();
-  for (const body of lineBodies) {
-    const res = await fetch(`${influx.url}/write?db=${db2}&precision=ns`, { method: 'POST', body });
-    if (res.status !== 204) throw new Error(`direct write failed: ${res.status}`);
-  }
-  const direct = n / ((Date.now() - t2) / 1000);
+  const direct = await timeDirectWrites('cloud_direct', n, lineBodies.length, (k) => lineBodies[k]);
   results.cloud_ingest = { points: n, sluice: round(sluice), direct: round(direct), ratio: round(sluice / direct, 3) };
   progress(`  cloud ${sluice.toFixed(0)}/s, direct ${direct.toFixed(0)}/s`);
 }
