@@ -178,6 +178,15 @@ export const LINGER_BELOW = 64;
  * group is gathered until this many records wait, for at most commitGatherMs (see gatherGroup).
  */
 export const GATHER_TO = 512;
+/**
+ * Bytes a log iterator reads from LevelDB per round trip to the thread pool (classic-level's
+ * `highWaterMarkBytes`; its default, 16 KiB, is less than one 32 KiB frame). With the default a
+ * 5,000-record batch took ~16 round trips, each waiting for the thread pool and then for the main
+ * thread, which is busy with the cloud's answers during a catch-up: 30 – 60 ms of wall time per batch
+ * read, the drain's slowest step. scanForward asks for about what the batch needs instead.
+ */
+export const READ_AHEAD_MIN = 64 * 1024;
+export const READ_AHEAD_MAX = 1024 * 1024;
 const SYNC_WRITE = { sync: true } as any;
 const NO_SYNC_WRITE = { sync: false } as any;
 
@@ -934,12 +943,16 @@ export class DurableLog {
         return ++count < limit && bytes < maxBytes;
       },
     };
-    // nextv() fetches many entries per call: one promise per chunk, not one per entry.
-    const it = this.db.iterator({ gt: this.rk(after), lt: this.rEnd });
+    // nextv() fetches many entries per call: one promise per chunk, not one per entry. A chunk is
+    // sized to what `limit` records take at the backlog's average record size, so that one call
+    // usually brings the whole batch and little of the next one.
+    const perRecord = this.stats.backlogRecords > 0 ? this.stats.backlogBytes / this.stats.backlogRecords : 128;
+    const highWaterMarkBytes = Math.round(Math.max(READ_AHEAD_MIN, Math.min(READ_AHEAD_MAX, maxBytes, limit * perRecord)));
+    const it = this.db.iterator({ gt: this.rk(after), lt: this.rEnd, highWaterMarkBytes });
     const bad: CorruptPiece[] = [];
     try {
       outer: for (;;) {
-        const entries = await it.nextv(16);
+        const entries = await it.nextv(256);
         if (entries.length === 0) break;
         for (const [key, value] of entries) {
           const keySeq = seqOfKey(key);
@@ -1086,7 +1099,7 @@ export class DurableLog {
    * (with `verify`; without it checksums are not computed, e.g. to count the backlog at open).
    */
   private async *stored(after: number, verify: boolean): AsyncGenerator<WireRecord> {
-    for await (const [key, value] of this.db.iterator({ gt: this.rk(after), lt: this.rEnd })) {
+    for await (const [key, value] of this.db.iterator({ gt: this.rk(after), lt: this.rEnd, highWaterMarkBytes: READ_AHEAD_MAX })) {
       const ok: WireRecord[] = [];
       parseEntry(seqOfKey(key), value, after, ok, [], verify);
       yield* ok;

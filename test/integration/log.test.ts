@@ -48,6 +48,28 @@ describe.each(implementations)('durable log (%s)', (_name, make) => {
     expect(r2.records.map((r) => r.seq)).toEqual([96, 97, 98, 99, 100]);
   });
 
+  it('reads a 5,000-record batch from a backlog in one or two trips to LevelDB, not one per frame', async () => {
+    for (let g = 0; g < 20; g++) await Promise.all(Array.from({ length: 500 }, (_, i) => log.append(raw(`d${i % 7}`, g * 500 + i, i)).committed));
+    expect(log.stats.backlogRecords).toBe(10_000);
+    // Count the iterator's nextv() calls: each is a round trip to the thread pool and back.
+    const db = (log as unknown as { db: { iterator(o: unknown): { nextv(n: number): Promise<unknown[]> } } }).db;
+    const iterator = db.iterator.bind(db);
+    let trips = 0;
+    db.iterator = (o: unknown) => {
+      const it = iterator(o);
+      const nextv = it.nextv.bind(it);
+      it.nextv = (n: number) => {
+        trips++;
+        return nextv(n);
+      };
+      return it;
+    };
+    const { records, upTo } = await log.readWire(0, 5000);
+    expect(records).toHaveLength(5000);
+    expect(upTo).toBe(5000);
+    expect(trips).toBeLessThanOrEqual(2);
+  });
+
   it('ack removes records up to the sequence and frees backlog bytes', async () => {
     await Promise.all(Array.from({ length: 50 }, (_, i) => log.append(raw('a', i, i)).committed));
     const bytes = log.stats.backlogBytes;
