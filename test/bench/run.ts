@@ -26,11 +26,13 @@ const P = {
   devices: 100,
   window: 16,
   drainReadings: quick ? 30_000 : 500_000,
+  drainRounds: quick ? 1 : 3,
   backlogReadings: quick ? 60_000 : 1_000_000,
   nominalDevices: quick ? 300 : 1000,
   nominalSeconds: quick ? 10 : 25,
   latencySamples: quick ? 40 : 200,
   cloudPoints: quick ? 50_000 : 300_000,
+  cloudRounds: quick ? 1 : 3,
 };
 
 const results: Record<string, any> = { quick, params: P, machine: { cpus: (await import('node:os')).cpus().length, node: process.version }, started: new Date().toISOString() };
@@ -388,11 +390,13 @@ async function timeDirectWrites(db: string, points: number, requests: number, bo
   return points / ((Date.now() - t) / 1000);
 }
 
-async function benchDrain(): Promise<void> {
-  const n = P.drainReadings;
-  progress(`drain: ${n} readings backlog with the cloud down, then drained into InfluxDB`);
+/**
+ * One drain round: a backlog of `n` readings with the cloud down, drained into InfluxDB; then the
+ * same number of points written straight to InfluxDB. Returns both rates (points/s) and more.
+ */
+async function drainRound(n: number, k: number): Promise<{ readings: number; stored: number; fill: number; sluice: number; direct: number; formatting: number }> {
   const s = await startStack({ cloud: false });
-  const fillRate = await fillBacklog(s, n, 'drain fill');
+  const fill = await fillBacklog(s, n, 'drain fill');
   const backlog = (await gwStatus(s)).log.backlogRecords;
   // The drain is timed from the first acknowledged batch (the backlog first seen shrinking) to an
   // empty backlog: the cloud's start and the gateway's retry delay before it notices the cloud is
@@ -411,7 +415,6 @@ async function benchDrain(): Promise<void> {
   const sluice = from / ((Date.now() - t) / 1000);
   const stored = await countPoints(influx.url, s.db, 'telemetry');
   await s.stop();
-  progress(`  sluice drained ${backlog} (stored ${stored}), ${from} of them at ${sluice.toFixed(0)}/s after the first batch`);
   // Direct: the same number of points, line protocol, 5,000 per request, sequential. The bodies are
   // formatted before the clock starts, as Sluice's backlog was stored before its drain: what is
   // timed is InfluxDB taking them (formatting them here took ~20 % of that time).
@@ -425,20 +428,38 @@ async function benchDrain(): Promise<void> {
   };
   const bodies: string[] = [];
   for (let i = 0; i < backlog; i += 5000) bodies.push(bodyOf(i));
-  const direct = await timeDirectWrites('direct_drain', backlog, bodies.length, (k) => bodies[k]);
+  const direct = await timeDirectWrites(`direct_drain${k}`, backlog, bodies.length, (j) => bodies[j]);
   // For context only: a plain script that formats each batch and then posts it, one after the
   // other (what the direct figure was before; not the target's baseline).
-  const formatting = await timeDirectWrites('direct_drain_formatting', backlog, bodies.length, (k) => bodyOf(k * 5000));
-  progress(`  direct ${direct.toFixed(0)}/s (a writer formatting each batch before posting it: ${formatting.toFixed(0)}/s)`);
-  results.drain = { readings: backlog, stored, fill_rate: round(fillRate), sluice: round(sluice), direct: round(direct), ratio: round(sluice / direct, 3), direct_formatting_each_batch: round(formatting), ratio_to_formatting_writer: round(sluice / formatting, 3) };
+  const formatting = await timeDirectWrites(`direct_drain_formatting${k}`, backlog, bodies.length, (j) => bodyOf(j * 5000));
+  progress(`  round ${k}: sluice drained ${backlog} (stored ${stored}), ${from} of them at ${sluice.toFixed(0)}/s after the first batch; direct ${direct.toFixed(0)}/s, ratio ${(sluice / direct).toFixed(3)} (a writer formatting each batch before posting it: ${formatting.toFixed(0)}/s)`);
+  return { readings: backlog, stored, fill, sluice, direct, formatting };
+}
+
+async function benchDrain(): Promise<void> {
+  const n = P.drainReadings;
+  progress(`drain: ${n} readings backlog with the cloud down, then drained into InfluxDB; ${P.drainRounds} round(s), each followed by the same points written straight to InfluxDB`);
+  // Rounds, and the median of their ratios: one pass of each is a few seconds, and this machine's
+  // speed drifts by more than the figure's margin from one minute to the next.
+  const rounds: Array<Awaited<ReturnType<typeof drainRound>>> = [];
+  for (let k = 1; k <= P.drainRounds; k++) rounds.push(await drainRound(n, k));
+  const ratios = rounds.map((r) => round(r.sluice / r.direct, 3));
+  results.drain = {
+    readings: Math.min(...rounds.map((r) => r.readings)),
+    stored: Math.min(...rounds.map((r) => r.stored)),
+    fill_rate: round(median(rounds.map((r) => r.fill))),
+    sluice: round(median(rounds.map((r) => r.sluice))),
+    direct: round(median(rounds.map((r) => r.direct))),
+    ratio: median(ratios),
+    ratio_rounds: ratios,
+    direct_formatting_each_batch: round(median(rounds.map((r) => r.formatting))),
+    ratio_to_formatting_writer: median(rounds.map((r) => round(r.sluice / r.formatting, 3))),
+  };
 }
 
 async function benchCloudIngest(): Promise<void> {
   const n = P.cloudPoints;
-  progress(`cloud_ingest: ${n} points in 5,000-record batches through the cloud vs direct`);
-  const cloudPort = await freePort();
-  const db = 'cloud_ingest';
-  const cloud = await startSluice(['cloud', '--listen', `127.0.0.1:${cloudPort}`, '--data', join(work, 'cloud-ingest'), '--gateway-token', 'gwc=tc', '--influx', influx.url, '--influx-api', '1', '--influx-db', db, '--log-level', 'warn'], CLOUD_READY);
+  progress(`cloud_ingest: ${n} points in 5,000-record batches through the cloud vs direct; ${P.cloudRounds} round(s) alternating`);
   const base = Date.now() - 7_200_000;
   const makeRecs = (from: number, to: number): RawRecord[] => {
     const recs: RawRecord[] = [];
@@ -447,19 +468,27 @@ async function benchCloudIngest(): Promise<void> {
   };
   const bodies: Buffer[] = [];
   for (let i = 0; i < n; i += 5000) bodies.push(encodeBatch({ gw: 'gwc', inc: 'bench', first: i + 1, last: Math.min(n, i + 5000), recs: makeRecs(i, Math.min(n, i + 5000)), aggs: [] }));
-  const t = Date.now();
-  for (const body of bodies) {
-    const res = await fetch(`http://127.0.0.1:${cloudPort}/api/v1/batches`, { method: 'POST', headers: { 'content-type': 'application/cbor', authorization: 'Bearer tc' }, body: body as any });
-    if (res.status !== 200) throw new Error(`cloud refused a batch: ${res.status} ${await res.text()}`);
-  }
-  const sluice = n / ((Date.now() - t) / 1000);
-  await cloud.stop();
   // Formatted before the clock starts, as the cloud's batch bodies were encoded before its clock.
   const lineBodies: string[] = [];
   for (let i = 0; i < n; i += 5000) lineBodies.push(makeRecs(i, Math.min(n, i + 5000)).map((r) => `telemetry,device=${r.dev},gateway=gwc door_open=${r.vals.door_open},humidity=${r.vals.humidity},temperature=${r.vals.temperature} ${r.ts * 1_000_000 + (r.seq % 1_000_000)}`).join('\n'));
-  const direct = await timeDirectWrites('cloud_direct', n, lineBodies.length, (k) => lineBodies[k]);
-  results.cloud_ingest = { points: n, sluice: round(sluice), direct: round(direct), ratio: round(sluice / direct, 3) };
-  progress(`  cloud ${sluice.toFixed(0)}/s, direct ${direct.toFixed(0)}/s`);
+  const sluice: number[] = [];
+  const direct: number[] = [];
+  for (let k = 1; k <= P.cloudRounds; k++) {
+    // A fresh cloud and database each round: every batch is new to it.
+    const cloudPort = await freePort();
+    const cloud = await startSluice(['cloud', '--listen', `127.0.0.1:${cloudPort}`, '--data', join(work, `cloud-ingest${k}`), '--gateway-token', 'gwc=tc', '--influx', influx.url, '--influx-api', '1', '--influx-db', `cloud_ingest${k}`, '--log-level', 'warn'], CLOUD_READY);
+    const t = Date.now();
+    for (const body of bodies) {
+      const res = await fetch(`http://127.0.0.1:${cloudPort}/api/v1/batches`, { method: 'POST', headers: { 'content-type': 'application/cbor', authorization: 'Bearer tc' }, body: body as any });
+      if (res.status !== 200) throw new Error(`cloud refused a batch: ${res.status} ${await res.text()}`);
+    }
+    sluice.push(n / ((Date.now() - t) / 1000));
+    await cloud.stop();
+    direct.push(await timeDirectWrites(`cloud_direct${k}`, n, lineBodies.length, (j) => lineBodies[j]));
+    progress(`  round ${k}: cloud ${sluice[k - 1].toFixed(0)}/s, direct ${direct[k - 1].toFixed(0)}/s, ratio ${(sluice[k - 1] / direct[k - 1]).toFixed(3)}`);
+  }
+  const ratios = sluice.map((x, i) => round(x / direct[i], 3));
+  results.cloud_ingest = { points: n, sluice: round(median(sluice)), direct: round(median(direct)), ratio: median(ratios), ratio_rounds: ratios };
 }
 
 async function benchResources(): Promise<void> {
@@ -583,10 +612,10 @@ function markdown(): string {
   add('ingest_qos0 gateway CPU per reading / bare aedes\' (median of rounds)', r.ingest_qos0?.cpu_per_reading_ratio && `${r.ingest_qos0.cpu_per_reading_ratio} (${r.ingest_qos0.cpu_per_reading_ratio_rounds.join(', ')})`, '');
   add('e2e_latency_ms p50 / p99', r.e2e_latency_ms && `${r.e2e_latency_ms.p50} / ${r.e2e_latency_ms.p99}`, 'p99 ≤ 500');
   add('drain sluice / direct (points/s)', r.drain && `${r.drain.sluice} / ${r.drain.direct} (${r.drain.readings} readings)`, '');
-  add('drain.ratio', r.drain?.ratio, '≥ 0.8');
+  add('drain.ratio (median of rounds)', r.drain && `${r.drain.ratio}${r.drain.ratio_rounds ? ` (${r.drain.ratio_rounds.join(', ')})` : ''}`, '≥ 0.8');
   add('drain: a writer formatting each batch before posting it (points/s); Sluice / it', r.drain?.direct_formatting_each_batch && `${r.drain.direct_formatting_each_batch}; ${r.drain.ratio_to_formatting_writer}`, '');
   add('cloud_ingest sluice / direct (points/s)', r.cloud_ingest && `${r.cloud_ingest.sluice} / ${r.cloud_ingest.direct}`, '');
-  add('cloud_ingest.ratio', r.cloud_ingest?.ratio, '≥ 0.8');
+  add('cloud_ingest.ratio (median of rounds)', r.cloud_ingest && `${r.cloud_ingest.ratio}${r.cloud_ingest.ratio_rounds ? ` (${r.cloud_ingest.ratio_rounds.join(', ')})` : ''}`, '≥ 0.8');
   add('gateway_rss_mb idle / nominal', r.gateway_rss_mb && `${r.gateway_rss_mb.idle} / ${r.gateway_rss_mb.nominal}`, 'nominal ≤ 80');
   add('gateway_rss_mb.backlog_1m', r.gateway_rss_mb?.backlog_1m !== undefined ? `${r.gateway_rss_mb.backlog_1m} (${r.gateway_rss_mb.backlog_readings} readings; halves ${r.gateway_rss_mb.backlog_first_half_peak} → ${r.gateway_rss_mb.backlog_second_half_peak})` : undefined, '≤ 120, flat');
   add('disk_bytes_per_reading', r.disk_bytes_per_reading, '≤ 64');
