@@ -15,7 +15,7 @@
  *   probe is sent per `breakerCooldownMs`, so a dead cloud is not hammered.
  * - stop() waits for the batches in flight (bounded by the grace period), then aborts them.
  */
-import { encodeBatchEnvelope, type RawRecord } from '../protocols/batch.js';
+import { encodeBatchEnvelope, envelopeBytes, type RawRecord } from '../protocols/batch.js';
 import type { DurableLog } from './log.js';
 import { BatchBodyBuilder, encodeBatchBody, type WireRecord } from './log-codec.js';
 import { nodeFetch } from './tls-fetch.js';
@@ -110,6 +110,8 @@ export class Forwarder {
   private readonly fetch: typeof fetch;
   /** Where batches are built from the log (reused: its buffer grows to the largest batch). */
   private readonly body: BatchBodyBuilder;
+  /** Envelope buffers of acknowledged batches, for the next ones (pooledEnvelope). */
+  private readonly spare: Buffer[] = [];
   private readonly onLog: (level: 'warn' | 'error' | 'info', msg: string, extra?: object) => void;
 
   constructor(
@@ -214,7 +216,9 @@ export class Forwarder {
         const { upTo } = await this.log.readBatch(sentUpTo, this.batchLimit, this.config.maxBatchBytes, this.body);
         if (upTo <= sentUpTo) continue;
         const count = this.body.count;
-        const outcome = await this.send(this.envelope(sentUpTo + 1, upTo, this.body.finish()));
+        const { bytes, backing } = this.pooledEnvelope(sentUpTo + 1, upTo, this.body.finish());
+        const outcome = await this.send(bytes);
+        if (outcome.kind === 'ack') this.release(backing);
         sentUpTo = await this.settle(sentUpTo, upTo, count, outcome);
       } catch (err) {
         if (!this.running) break;
@@ -238,18 +242,20 @@ export class Forwarder {
     // per record lives while a batch is on the wire (at 100k+ records/s, V8 pretenured such
     // objects and collected the old generation back to back). The slow path (anything but an ack)
     // reads the records again from the log, where they still are.
-    const flights: Array<{ last: number; count: number; outcome: Promise<SendOutcome> }> = [];
+    const flights: Array<{ last: number; count: number; outcome: Promise<SendOutcome>; backing: Buffer }> = [];
     let readUpTo = sentUpTo;
     for (;;) {
       while (this.running && flights.length < this.config.maxInFlight && this.log.lastSeq - readUpTo >= this.batchLimit) {
         const { upTo } = await this.log.readBatch(readUpTo, this.batchLimit, this.config.maxBatchBytes, this.body);
         if (upTo <= readUpTo) break;
-        flights.push({ last: upTo, count: this.body.count, outcome: this.send(this.envelope(readUpTo + 1, upTo, this.body.finish())) });
+        const { bytes, backing } = this.pooledEnvelope(readUpTo + 1, upTo, this.body.finish());
+        flights.push({ last: upTo, count: this.body.count, outcome: this.send(bytes), backing });
         readUpTo = upTo;
       }
       const head = flights.shift();
       if (!head) return sentUpTo;
       const outcome = await head.outcome;
+      if (outcome.kind === 'ack') this.release(head.backing);
       if (outcome.kind === 'ack' && outcome.acked >= head.last) {
         await this.acked(head.count, head.last);
         sentUpTo = head.last;
@@ -434,6 +440,28 @@ export class Forwarder {
    */
   private envelope(first: number, last: number, body: Buffer): Buffer {
     return encodeBatchEnvelope({ gw: this.config.gatewayId, inc: this.log.incarnation, first, last }, body);
+  }
+
+  /**
+   * envelope() in a buffer from `spare` (or a new one, returned to `spare` with release()): while
+   * catching up, a new ~0.5 MB buffer per batch was garbage that only a full collection frees
+   * (buffers are memory outside V8's heap, and the drain makes little inside it to trigger the
+   * young-generation collections that would free them).
+   */
+  private pooledEnvelope(first: number, last: number, body: Buffer): { bytes: Buffer; backing: Buffer } {
+    const need = envelopeBytes(body.length);
+    let backing = this.spare.pop();
+    if (backing === undefined || backing.length < need) backing = Buffer.allocUnsafe(envelopeBytes(Math.ceil(body.length * 1.25)));
+    return { bytes: encodeBatchEnvelope({ gw: this.config.gatewayId, inc: this.log.incarnation, first, last }, body, backing), backing };
+  }
+
+  /**
+   * A pooled envelope whose batch was acknowledged can be used again: the cloud answers 200 only
+   * after reading the whole request, so nothing is still sending from it. Any other outcome drops
+   * it (a server may answer before reading the body, e.g. 413).
+   */
+  private release(backing: Buffer): void {
+    if (this.spare.length <= this.config.maxInFlight) this.spare.push(backing);
   }
 
   private async send(body: Buffer): Promise<SendOutcome> {

@@ -94,15 +94,17 @@ export function encodeBatch(b: Omit<Batch, 'v'> & { v?: number }): Buffer {
 
 /**
  * The envelope around an already encoded body (CBOR map { recs, aggs }). The gateway's forwarder
- * builds the body from its log's stored bytes (gateway/log-codec.ts) and wraps it here.
+ * builds the body from its log's stored bytes (gateway/log-codec.ts) and wraps it here. `into`: a
+ * buffer to write it in when it is large enough (envelopeBytes), instead of a new one.
  */
-export function encodeBatchEnvelope(b: { v?: number; gw: string; inc: string; first: number; last: number }, body: Uint8Array): Buffer {
+export function encodeBatchEnvelope(b: { v?: number; gw: string; inc: string; first: number; last: number }, body: Uint8Array, into?: Buffer): Buffer {
   // The bytes cbor-x writes for { v, gw, inc, first, last, body, crc }, with the body copied once
   // (cbor-x would copy it into its own buffer, then out again): the five small fields through
   // cbor-x, its map header raised from 5 to 7 entries, then "body" and "crc" written here.
   const head = encoder.encode({ v: b.v ?? BATCH_VERSION, gw: b.gw, inc: b.inc, first: cborInt(b.first), last: cborInt(b.last) });
   const n = body.length;
-  const out = Buffer.allocUnsafe(head.length + 5 + 5 + n + 4 + 5);
+  const size = head.length + ENVELOPE_EXTRA + n;
+  const out = into !== undefined && into.length >= size ? into : Buffer.allocUnsafe(size);
   out.set(head, 0);
   out[0] = 0xa7;
   let pos = head.length;
@@ -114,6 +116,14 @@ export function encodeBatchEnvelope(b: { v?: number; gw: string; inc: string; fi
   // crc as cbor-x writes an unsigned integer: the shortest form.
   pos = writeCborHead(out, pos + 4, 0x00, crc32(body));
   return out.subarray(0, pos);
+}
+
+/** Bytes an envelope adds to its body beyond the five small fields: "body", its head, "crc", the crc. */
+const ENVELOPE_EXTRA = 5 + 5 + 4 + 5;
+
+/** At most how many bytes the envelope of a `bodyBytes` body takes (gateway ids and incarnations up to 64 characters). */
+export function envelopeBytes(bodyBytes: number): number {
+  return bodyBytes + ENVELOPE_EXTRA + 256;
 }
 
 /** A CBOR head (`major`: 0x00 unsigned, 0x40 byte string, …) of minimal size for `n` < 2^32; returns the position after it. */

@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { cborDecoder, cborEncoder, cborInt } from '../../protocols/cbor.js';
-import { decodeBatch, encodeBatch, encodeBatchEnvelope, FLAG_CLOCK_UNSYNCED, type AggRecord, type RawRecord } from '../../protocols/batch.js';
+import { decodeBatch, encodeBatch, encodeBatchEnvelope, envelopeBytes, FLAG_CLOCK_UNSYNCED, type AggRecord, type RawRecord } from '../../protocols/batch.js';
 import {
   decodeEntry,
   decodeWire,
@@ -251,5 +251,24 @@ describe('batch envelope', () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  it('written into a reused buffer (the forwarder\'s pool) is the same bytes; a buffer too small is not used', () => {
+    const longest = { gw: 'g'.repeat(64), inc: 'i'.repeat(64), first: 2 ** 52, last: 2 ** 53 - 1 };
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 20_000 }), fc.uint8Array({ minLength: 0, maxLength: 20_000 }), (a, b) => {
+        const into = Buffer.alloc(envelopeBytes(20_000), 0xee);
+        for (const body of [Buffer.from(a), Buffer.from(b)]) {
+          const bytes = encodeBatchEnvelope(longest, body, into);
+          expect(bytes.buffer).toBe(into.buffer);
+          expect(bytes.equals(encodeBatchEnvelope(longest, body))).toBe(true);
+        }
+      }),
+      { numRuns: 50 },
+    );
+    const small = Buffer.alloc(10);
+    const bytes = encodeBatchEnvelope(longest, Buffer.alloc(100), small);
+    expect(bytes.buffer).not.toBe(small.buffer);
+    expect(bytes.equals(encodeBatchEnvelope(longest, Buffer.alloc(100)))).toBe(true);
   });
 });
