@@ -10,6 +10,7 @@ import { loadGatewayConfig } from './config.js';
 import { Gateway } from './gateway.js';
 import { DurableLog } from './log.js';
 import { registerDeviceCommands } from './registry-cli.js';
+import { backlogTrend } from './rates.js';
 
 function fail(err: unknown): never {
   process.stderr.write(`sluice gateway: ${(err as Error).message}\n`);
@@ -153,7 +154,8 @@ export function register(program: Command): void {
         ['refused', JSON.stringify(st.broker.refused ?? {})],
         ['forwarded', st.forwarder.recordsForwarded],
         ['acked seq / last seq', `${st.log.cursor} / ${st.log.nextSeq - 1}`],
-        ['backlog', `${st.log.backlogRecords} records, ${st.log.backlogBytes} bytes, oldest ${age}`],
+        ['backlog', `${st.log.backlogRecords} records, ${st.log.backlogBytes} bytes, oldest ${age}${backlogTrend(st.log.backlogRecords, st.rates, st.drainEtaSec)}`],
+        ['rates', st.rates ? `committed ${st.rates.committedPerSec}/s, forwarded ${st.rates.forwardedPerSec}/s (last ${st.rates.overSec} s)` : '- (measured after the first second)'],
         ['quarantined', st.log.quarantined],
         // Only after a start on a log damaged on disk (log.ts, protocols/leveldb-verify.ts).
         ...(st.log.damagedBlocks || st.log.repairs || st.log.salvaged || st.log.lostToCorruption

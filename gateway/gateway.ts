@@ -12,6 +12,7 @@ import pino, { type Logger } from 'pino';
 import type { PayloadLimits } from '../protocols/payload.js';
 import { Broker, type BrokerConfig } from './broker.js';
 import { GatewayClock, type ClockConfig } from './clock.js';
+import { CounterRates, drainEtaSeconds } from './rates.js';
 import { Forwarder, type ForwarderConfig } from './forwarder.js';
 import { Ingest } from './ingest.js';
 import { DEFAULT_LOG_CONFIG, DurableLog, type LogConfig } from './log.js';
@@ -57,6 +58,8 @@ export class Gateway {
   private http?: Server;
   private started = false;
   private rejectWarnings = new Map<string, number>();
+  /** Readings committed and forwarded per second, recently (rates.ts): is the backlog shrinking? */
+  private readonly rates = new CounterRates(() => ({ committed: this.log.stats.committed, forwarded: this.forwarder.stats.recordsForwarded }));
   mqttUrl = '';
   httpUrl = '';
 
@@ -102,6 +105,7 @@ export class Gateway {
     this.logger.info({ incarnation: this.log.incarnation, cursor: this.log.ackedSeq, next: this.log.lastSeq + 1, backlog: this.log.stats.backlogRecords }, 'log opened');
     this.aggForwarder.start();
     this.forwarder.start();
+    this.rates.start();
     this.mqttUrl = await this.broker.start();
     if (this.config.allowAnonymous) this.logger.warn('anonymous MQTT access is allowed (--allow-anonymous): any client on the network may publish');
     if (this.config.http) this.httpUrl = await this.startHttp(this.config.http.host, this.config.http.port);
@@ -139,6 +143,21 @@ export class Gateway {
       aggForwarder: this.aggForwarder.stats,
       windows: this.windows?.stats(),
       broker: this.broker.stats,
+      ...this.recentRates(),
+    };
+  }
+
+  /**
+   * Readings committed and forwarded per second over about the last 10 s (null in the first second),
+   * and the seconds until the backlog is empty at those rates (null when it is not shrinking).
+   */
+  private recentRates(): { rates: { committedPerSec: number; forwardedPerSec: number; overSec: number } | null; drainEtaSec: number | null } {
+    const r = this.rates.rates();
+    if (!r) return { rates: null, drainEtaSec: null };
+    const { committed, forwarded } = r.perSecond;
+    return {
+      rates: { committedPerSec: Math.round(committed), forwardedPerSec: Math.round(forwarded), overSec: Math.round(r.overMs / 100) / 10 },
+      drainEtaSec: drainEtaSeconds(this.log.stats.backlogRecords, committed, forwarded),
     };
   }
 
@@ -185,6 +204,7 @@ export class Gateway {
     const deadline = this.config.stopTimeoutMs ?? 15_000;
     const work = (async () => {
       await this.broker.stop().catch(() => undefined);
+      this.rates.stop();
       this.clock.stop();
       await Promise.all([this.forwarder.stop(), this.aggForwarder.stop()]);
       // Raw commits still in flight feed the windows; then the windows' last aggregates and

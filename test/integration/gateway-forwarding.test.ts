@@ -6,6 +6,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Gateway, type GatewayConfig } from '../../gateway/gateway.js';
+import { runCli } from '../support/deploy-cli.js';
 import { ScriptedCloud } from '../support/scripted-cloud.js';
 import { tempDir, until } from '../support/tmp.js';
 
@@ -73,6 +74,38 @@ afterEach(async () => {
 });
 
 describe('gateway forwarding', () => {
+  it('/status gives recent rates: readings committed while the cloud is down (backlog not shrinking), then forwarded', async () => {
+    let down = true;
+    cloud.script = () => (down ? { status: 503, body: { error: 'down' }, headers: { 'retry-after': '0' } } : undefined);
+    gw = await startGateway();
+    const status = async () => (await fetch(`${gw.httpUrl}/status`)).json();
+    // In the first second there is no sample old enough for a rate.
+    expect((await status()).rates).toBeNull();
+    const dev = await connect('r1');
+    for (let s = 1; s <= 200; s++) await dev.publishAsync('devices/r1/telemetry', reading(s), { qos: 1 });
+    const st = await until('a committed rate', async () => {
+      const x = await status();
+      return x.rates?.committedPerSec > 0 ? x : undefined;
+    });
+    expect(st.log.backlogRecords).toBe(200);
+    expect(st.rates.forwardedPerSec).toBe(0);
+    expect(st.rates.overSec).toBeGreaterThanOrEqual(1);
+    expect(st.drainEtaSec).toBeNull();
+    // What the person at the console sees (the real command against this gateway).
+    const cli = await runCli(['gateway', 'status', '--http', gw.httpUrl]);
+    expect(cli.stderr).toBe('');
+    expect(cli.stdout).toMatch(/backlog\s+200 records, \d+ bytes, oldest [\d.]+s, not shrinking/);
+    expect(cli.stdout).toMatch(/rates\s+committed \d+\/s, forwarded 0\/s \(last [\d.]+ s\)/);
+    down = false;
+    await until('backlog forwarded', () => gw.log.stats.backlogRecords === 0);
+    const after = await status();
+    // The 200 were forwarded since the oldest sample (taken at start, a few seconds ago): the rate
+    // is their count over the time measured (overSec is rounded to 0.1 s, hence the tolerance).
+    expect(after.rates.overSec).toBeLessThan(10);
+    expect(Math.abs(after.rates.forwardedPerSec / (200 / after.rates.overSec) - 1)).toBeLessThan(0.08);
+    expect(after.drainEtaSec).toBeNull();
+  });
+
   it('commits before PUBACK and forwards every reading in order, per device', async () => {
     gw = await startGateway();
     const devs = await Promise.all(['d1', 'd2', 'd3'].map(connect));
