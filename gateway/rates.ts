@@ -5,8 +5,8 @@
  * The counters are sampled by a timer (once a second); nothing is added to the per-reading paths.
  * A rate is the counter's growth since the oldest sample kept (about `windowMs` old once the
  * gateway has run that long), divided by the time since that sample; there is none until a sample
- * is `minSpanMs` old. Prometheus users get
- * the same from `rate()` over /metrics; this is for the person at the Pi's console.
+ * is `minSpanMs` old. Prometheus users get the same from `rate()` over /metrics; this is for the
+ * person at the Pi's console.
  */
 export interface RateSnapshot<K extends string> {
   /** Per second, over `overMs`. */
