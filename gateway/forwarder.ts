@@ -206,7 +206,11 @@ export class Forwarder {
         }
         // Small backlog: linger so a batch carries more than one reading. New commits do not cut
         // this short (only stop() does): at a steady trickle that bounds the requests per second.
-        if (this.log.lastSeq - sentUpTo < this.batchLimit && this.config.lingerMs > 0) await this.backoffSleep(this.config.lingerMs);
+        if (this.log.lastSeq - sentUpTo < this.batchLimit) {
+          // Caught up: the catch-up's envelope buffers are not needed for small batches.
+          this.spare.length = 0;
+          if (this.config.lingerMs > 0) await this.backoffSleep(this.config.lingerMs);
+        }
         if (!this.running) break;
         // A backlog of more than one batch and a healthy cloud: several batches in flight.
         if (this.config.maxInFlight > 1 && this.log.lastSeq - sentUpTo > this.batchLimit && this.stats.consecutiveFailures === 0) {
