@@ -158,8 +158,8 @@ export function register(program: Command): void {
         ['rates', st.rates ? `committed ${st.rates.committedPerSec}/s, forwarded ${st.rates.forwardedPerSec}/s (last ${st.rates.overSec} s)` : '- (measured after the first second)'],
         ['quarantined', st.log.quarantined],
         // Only after a start on a log damaged on disk (log.ts, protocols/leveldb-verify.ts).
-        ...(st.log.damagedBlocks || st.log.repairs || st.log.salvaged || st.log.lostToCorruption
-          ? ([['disk damage at start', `${st.log.damagedBlocks ?? 0} damaged blocks, ${st.log.repairs ?? 0} repairs, ${st.log.salvaged} salvaged, ${st.log.lostToCorruption} lost`]] as Array<[string, string]>)
+        ...(st.log.damagedBlocks || st.log.repairs || st.log.salvaged || st.log.lostToCorruption || st.log.walBytesDropped
+          ? ([['disk damage at start', `${st.log.damagedBlocks ?? 0} damaged blocks, ${st.log.repairs ?? 0} repairs, ${st.log.walBytesDropped ?? 0} write-ahead log bytes skipped, ${st.log.salvaged} salvaged, ${st.log.lostToCorruption} lost`]] as Array<[string, string]>)
           : []),
         ['retries', st.forwarder.retries],
         ['circuit', st.forwarder.circuit + (st.forwarder.lastError ? ` (last error: ${st.forwarder.lastError})` : '')],

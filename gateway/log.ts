@@ -38,7 +38,7 @@ import { statfs } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
 import { decode, Encoder } from 'cbor-x';
 import { SluiceError } from '../protocols/errors.js';
-import { isLevelCorruption, levelErrorMessage, moveAside, verifyTables } from '../protocols/leveldb-verify.js';
+import { isLevelCorruption, levelErrorMessage, moveAside, verifyTables, walDropped } from '../protocols/leveldb-verify.js';
 import {
   decodeWire,
   appendRecord,
@@ -154,6 +154,8 @@ export interface LogStats {
   repairs: number;
   /** Unacknowledged readings of a damaged log that could not be read back. */
   lostToCorruption: number;
+  /** Bytes of LevelDB's write-ahead log found damaged at open and skipped by LevelDB (checkWal). */
+  walBytesDropped: number;
 }
 
 /** What read() (LogRecord, decoded) and readWire() (WireRecord, as stored) return. */
@@ -323,6 +325,7 @@ export class DurableLog {
     damagedBlocks: 0,
     repairs: 0,
     lostToCorruption: 0,
+    walBytesDropped: 0,
   };
 
   readonly lane: Lane;
@@ -396,6 +399,7 @@ export class DurableLog {
       try {
         await this.load();
         if (this.stats.repairs > repairsBefore) this.countRepairLoss();
+        else await this.checkWal();
         // load() read every record of this lane; the aggregate lane is small: read it too, so that
         // corruption anywhere is handled here, by the owner of the LevelDB.
         for await (const _ of this.db.iterator({ gt: recordKey(0, LANES.agg.rec), lt: recordKey(2 ** 53, LANES.agg.rec) }));
@@ -456,6 +460,24 @@ export class DurableLog {
     const missing = Math.max(0, this.nextSeq - 1 - this.cursor - this.stats.backlogRecords);
     if (this.config.whenFull === 'block') this.stats.lostToCorruption += missing;
     this.onCorruption?.('log repaired', { backlog: this.stats.backlogRecords, missing, counted: this.config.whenFull === 'block' });
+  }
+
+  /**
+   * LevelDB skips a damaged stretch of its write-ahead log at open and says so only in its info log
+   * (leveldb-verify.ts walDropped): the readings in it, committed and acknowledged, would be gone
+   * without a trace. Reported, and the readings missing between the cursor and the next sequence
+   * counted as lost (as after a repair: under `block` only, as `drop-oldest` evictions leave the same
+   * kind of gap). Readings at the very end of the damaged log leave no gap to count; the dropped
+   * bytes are kept in `walBytesDropped`.
+   */
+  private async checkWal(): Promise<void> {
+    const dropped = await walDropped(this.config.dir);
+    if (dropped.bytes === 0) return;
+    this.stats.walBytesDropped += dropped.bytes;
+    const missing = Math.max(0, this.nextSeq - 1 - this.cursor - this.stats.backlogRecords);
+    const counted = this.config.whenFull === 'block';
+    if (counted) this.stats.lostToCorruption += missing;
+    this.onCorruption?.('LevelDB skipped damaged parts of its write-ahead log at open: the readings in them are lost', { bytes: dropped.bytes, reasons: dropped.reasons, missing, counted });
   }
 
   /**

@@ -55,6 +55,7 @@ export function gatewayMetrics(gw: Gateway): Registry {
   mirrorCounter(reg, 'sluice_gateway_damaged_blocks_total', 'LevelDB table blocks found damaged at start and marked so that LevelDB reports them', [], () => [[{}, s().log.damagedBlocks]]);
   mirrorCounter(reg, 'sluice_gateway_log_repairs_total', 'Times the log metadata (MANIFEST) was damaged at start and rebuilt by LevelDB repair', [], () => [[{}, s().log.repairs]]);
   mirrorCounter(reg, 'sluice_gateway_lost_to_corruption_total', 'Unacknowledged readings of a damaged log that could not be read back', [], () => [[{}, s().log.lostToCorruption]]);
+  mirrorCounter(reg, 'sluice_gateway_wal_bytes_dropped_total', "Bytes of LevelDB's write-ahead log found damaged at start and skipped by LevelDB", [], () => [[{}, s().log.walBytesDropped]]);
   mirrorCounter(reg, 'sluice_gateway_quarantined_total', 'Log records quarantined (corrupt or refused by the cloud)', [], () => [[{}, s().log.quarantined]]);
   mirrorCounter(reg, 'sluice_gateway_group_commits_total', 'LevelDB group commits', [], () => [[{}, s().log.groupCommits]]);
   mirrorCounter(reg, 'sluice_gateway_forwarded_total', 'Records forwarded and acknowledged by the cloud', [], () => [[{}, s().forwarder.recordsForwarded]]);

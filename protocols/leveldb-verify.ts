@@ -64,6 +64,28 @@ export async function moveAside(dir: string): Promise<string> {
 }
 
 /**
+ * What LevelDB dropped from its write-ahead log when it was last opened, from its info log (`LOG`,
+ * begun anew at every open). LevelDB replays the write-ahead log at open and, without paranoid
+ * checks (classic-level has no way to ask for them), skips a damaged stretch with only a line there:
+ * "<file>: dropping <n> bytes; Corruption: checksum mismatch". Nothing else tells the caller.
+ */
+export async function walDropped(dir: string): Promise<{ bytes: number; reasons: string[] }> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, 'LOG'), 'utf8');
+  } catch {
+    return { bytes: 0, reasons: [] };
+  }
+  let bytes = 0;
+  const reasons: string[] = [];
+  for (const m of text.matchAll(/\.log: dropping (\d+) bytes; (.*)$/gm)) {
+    bytes += Number(m[1]);
+    if (!reasons.includes(m[2])) reasons.push(m[2]);
+  }
+  return { bytes, reasons };
+}
+
+/**
  * Verify every table file of the LevelDB in `dir`; neutralise what is damaged (see the header) when
  * `repair` is true. Returns what was found; `unreadable` lists tables that could not be checked.
  */
