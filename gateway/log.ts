@@ -22,11 +22,13 @@
  *   'r' ‖ seq (u64 BE)     a frame of records whose last sequence is seq (gateway/log-codec.ts; a
  *                          legacy entry written before 0.2 holds the one record seq)
  *   'q' ‖ seq (u64 BE)     quarantined record: CBOR { reason, at, value } (value: its stored bytes)
+ *   'e' ‖ seq (u64 BE)     the frame ending at seq was evicted (drop-oldest): u32 BE its record count,
+ *                          written with the eviction, deleted once the cursor passes it (missing())
  *   'x' ‖ n (u64 BE)       rejected MQTT payload (dead letter): CBOR { at, topic, client, reason, payload }
  *   'm:meta'               JSON { incarnation, created, version }
  *   'm:next'               next sequence number (decimal)
  *   'm:cursor'             highest sequence acknowledged by the cloud (decimal)
- *   'a' ‖ seq, 'b' ‖ seq,  the aggregate lane's records, quarantine and counters
+ *   'a', 'b', 'f' ‖ seq    the aggregate lane's records, quarantine and evictions
  *   'm:agg:next', 'm:agg:cursor'
  *   'm:floor'              window checkpoint position: acked raw records above it are kept for replay
  *   'm:sync'               marker written with sync:true by the `interval` sync policy
@@ -103,9 +105,9 @@ export interface LogConfig {
  * aggregates overtake a raw backlog without breaking either lane's order.
  */
 export type Lane = 'raw' | 'agg';
-const LANES: Record<Lane, { rec: number; quarantine: number; suffix: string }> = {
-  raw: { rec: 0x72 /* r */, quarantine: 0x71 /* q */, suffix: '' },
-  agg: { rec: 0x61 /* a */, quarantine: 0x62 /* b */, suffix: 'agg:' },
+const LANES: Record<Lane, { rec: number; quarantine: number; evicted: number; suffix: string }> = {
+  raw: { rec: 0x72 /* r */, quarantine: 0x71 /* q */, evicted: 0x65 /* e */, suffix: '' },
+  agg: { rec: 0x61 /* a */, quarantine: 0x62 /* b */, evicted: 0x66 /* f */, suffix: 'agg:' },
 };
 
 export const DEFAULT_LOG_CONFIG: Omit<LogConfig, 'dir'> = {
@@ -331,6 +333,7 @@ export class DurableLog {
   readonly lane: Lane;
   private readonly recPrefix: number;
   private readonly qPrefix: number;
+  private readonly ePrefix: number;
   private readonly rEnd: Buffer;
   private readonly nextKey: Buffer;
   private readonly cursorKey: Buffer;
@@ -349,6 +352,7 @@ export class DurableLog {
     const l = LANES[this.lane];
     this.recPrefix = l.rec;
     this.qPrefix = l.quarantine;
+    this.ePrefix = l.evicted;
     this.rEnd = Buffer.from([l.rec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
     this.nextKey = Buffer.from(`m:${l.suffix}next`);
     this.cursorKey = Buffer.from(`m:${l.suffix}cursor`);
@@ -398,7 +402,7 @@ export class DurableLog {
       await this.openOrRepair();
       try {
         await this.load();
-        if (this.stats.repairs > repairsBefore) this.countRepairLoss();
+        if (this.stats.repairs > repairsBefore) await this.countRepairLoss();
         else await this.checkWal();
         // load() read every record of this lane; the aggregate lane is small: read it too, so that
         // corruption anywhere is handled here, by the owner of the LevelDB.
@@ -452,32 +456,48 @@ export class DurableLog {
   }
 
   /**
-   * After a repair: readings between the cursor and the next sequence that are no longer there were
-   * in blocks LevelDB could not read. Under `drop-oldest` evictions leave the same kind of gap, so
-   * there the figure is only logged, not counted.
+   * Readings between the cursor and the next sequence that are not there, and were neither evicted
+   * (drop-oldest records each eviction, 'e' keys) nor quarantined: lost. Only called when LevelDB
+   * said it lost something (a repair, a damaged write-ahead log); a group whose write failed also
+   * leaves a gap, of readings never acknowledged.
    */
-  private countRepairLoss(): void {
-    const missing = Math.max(0, this.nextSeq - 1 - this.cursor - this.stats.backlogRecords);
-    if (this.config.whenFull === 'block') this.stats.lostToCorruption += missing;
-    this.onCorruption?.('log repaired', { backlog: this.stats.backlogRecords, missing, counted: this.config.whenFull === 'block' });
+  private async missing(): Promise<number> {
+    let gone = 0;
+    for await (const [key, value] of this.db.iterator({ gt: recordKey(this.cursor, this.ePrefix), lt: recordKey(2 ** 53, this.ePrefix) })) {
+      if (seqOfKey(key) > this.cursor && value.length >= 4) gone += value.readUInt32BE(0);
+    }
+    for await (const [key, value] of this.db.iterator({ gt: recordKey(this.cursor, this.qPrefix), lt: recordKey(2 ** 53, this.qPrefix) })) {
+      if (seqOfKey(key) <= this.cursor) continue;
+      try {
+        gone += Number((decode(value) as { records?: number }).records ?? 1);
+      } catch {
+        gone += 1;
+      }
+    }
+    return Math.max(0, this.nextSeq - 1 - this.cursor - this.stats.backlogRecords - gone);
+  }
+
+  /** After a repair: readings no longer there were in blocks LevelDB could not read. */
+  private async countRepairLoss(): Promise<void> {
+    const missing = await this.missing();
+    this.stats.lostToCorruption += missing;
+    this.onCorruption?.('log repaired', { backlog: this.stats.backlogRecords, missing });
   }
 
   /**
    * LevelDB skips a damaged stretch of its write-ahead log at open and says so only in its info log
    * (leveldb-verify.ts walDropped): the readings in it, committed and acknowledged, would be gone
    * without a trace. Reported, and the readings missing between the cursor and the next sequence
-   * counted as lost (as after a repair: under `block` only, as `drop-oldest` evictions leave the same
-   * kind of gap). Readings at the very end of the damaged log leave no gap to count; the dropped
-   * bytes are kept in `walBytesDropped`.
+   * counted as lost (missing()). Readings at the very end of the damaged log leave no gap to count;
+   * the dropped bytes are kept in `walBytesDropped`.
    */
   private async checkWal(): Promise<void> {
     const dropped = await walDropped(this.config.dir);
     if (dropped.bytes === 0) return;
     this.stats.walBytesDropped += dropped.bytes;
-    const missing = Math.max(0, this.nextSeq - 1 - this.cursor - this.stats.backlogRecords);
-    const counted = this.config.whenFull === 'block';
-    if (counted) this.stats.lostToCorruption += missing;
-    this.onCorruption?.('LevelDB skipped damaged parts of its write-ahead log at open: the readings in them are lost', { bytes: dropped.bytes, reasons: dropped.reasons, missing, counted });
+    const missing = await this.missing();
+    this.stats.lostToCorruption += missing;
+    this.onCorruption?.('LevelDB skipped damaged parts of its write-ahead log at open: the readings in them are lost', { bytes: dropped.bytes, reasons: dropped.reasons, missing });
   }
 
   /**
@@ -882,7 +902,7 @@ export class DurableLog {
   private async evictOldest(bytes: number): Promise<void> {
     let from = this.readUpTo;
     while (this.isFull(bytes)) {
-      const dels: Buffer[] = [];
+      const ops: Array<{ type: 'put' | 'del'; key: Buffer; value?: Buffer }> = [];
       let freed = 0;
       let records = 0;
       for await (const [key, value] of this.db.iterator({ gt: this.rk(from), lt: this.rEnd, limit: 1000 })) {
@@ -892,13 +912,16 @@ export class DurableLog {
         parseEntry(from, value, -1, ok, bad, false);
         // A frame the forwarder has read from (or that holds acked records kept for replay) stays.
         if (ok.length === 0 || ok[0].seq <= this.readUpTo || bad.length > 0) continue;
-        dels.push(key);
+        // The frame goes, and a note of how many records it held (missing() tells them from a loss).
+        const count = Buffer.allocUnsafe(4);
+        count.writeUInt32BE(ok.length, 0);
+        ops.push({ type: 'del', key }, { type: 'put', key: recordKey(from, this.ePrefix), value: count });
         for (const r of ok) freed += r.size;
         records += ok.length;
         if (!this.isFull(bytes - freed)) break;
       }
-      if (dels.length === 0) return;
-      await this.db.batch(dels.map((key) => ({ type: 'del' as const, key })));
+      if (ops.length === 0) return;
+      await this.db.batch(ops as any);
       this.stats.evicted += records;
       this.stats.backlogRecords -= records;
       this.stats.backlogBytes -= freed;
@@ -1089,6 +1112,7 @@ export class DurableLog {
     this.deletedUpTo = upTo;
     this.deleting = this.deleting
       .then(() => this.db.clear({ gt: this.rk(from), lte: this.rk(upTo) }))
+      .then(() => this.db.clear({ gt: recordKey(from, this.ePrefix), lte: recordKey(upTo, this.ePrefix) }))
       .catch(() => {
         // A failed delete only leaves acked records on disk; open() clears them.
       });

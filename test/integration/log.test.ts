@@ -264,7 +264,7 @@ describe('durable log on a damaged disk', () => {
       expect(log.stats.walBytesDropped).toBeGreaterThan(0);
       expect(reports).toHaveLength(1);
       expect(reports[0].message).toMatch(/write-ahead log/);
-      expect(reports[0].detail).toMatchObject({ missing: 1900 - left, counted: true, reasons: expect.arrayContaining([expect.stringMatching(/checksum mismatch/)]) });
+      expect(reports[0].detail).toMatchObject({ missing: 1900 - left, reasons: expect.arrayContaining([expect.stringMatching(/checksum mismatch/)]) });
       // Everything else is there, in order, and new readings continue the sequence.
       const { records } = await log.read(0, 5000);
       expect(records).toHaveLength(left);
@@ -278,6 +278,41 @@ describe('durable log on a damaged disk', () => {
       await log.close();
     } finally {
       await dir.remove();
+    }
+  });
+
+  it('under drop-oldest, evicted readings are told from lost ones: a byte flipped in the write-ahead log after evictions, exactly the lost readings counted', async () => {
+    const { readdir, readFile, writeFile } = await import('node:fs/promises');
+    for (const at of [0.2, 0.5, 0.8]) {
+      const dir = await tempDir();
+      try {
+        const path = `${dir.path}/log`;
+        const cfg = { dir: path, sync: 'always' as const, whenFull: 'drop-oldest' as const, quotaBytes: 60_000, reserveBytes: 0 };
+        let log = new DurableLog(cfg);
+        await log.open();
+        for (let g = 0; g < 30; g++) await Promise.all(Array.from({ length: 100 }, (_, i) => log.append(raw('d', 1000 + g * 100 + i, g * 100 + i)).committed));
+        expect(log.stats.evicted).toBeGreaterThan(500);
+        // What is there before the damage.
+        const before = new Set((await log.readWire(0, 10_000)).records.map((r) => r.seq));
+        log.rewind(0);
+        await log.close();
+        const wal = (await readdir(path)).find((f) => f.endsWith('.log'))!;
+        const bytes = await readFile(`${path}/${wal}`);
+        bytes[Math.floor(bytes.length * at)] ^= 0xff;
+        await writeFile(`${path}/${wal}`, bytes);
+        log = new DurableLog(cfg);
+        await log.open();
+        const after = new Set((await log.readWire(0, 10_000)).records.map((r) => r.seq));
+        const lost = [...before].filter((q) => !after.has(q)).length;
+        expect(log.stats.walBytesDropped).toBeGreaterThan(0);
+        // Every reading that was there and is gone is counted; the evicted ones are not (without the
+        // eviction notes all 1,900 would be). Where the damage undid an eviction, its readings are
+        // back and nothing is counted for them.
+        expect(log.stats.lostToCorruption).toBe(lost);
+        await log.close();
+      } finally {
+        await dir.remove();
+      }
     }
   });
 
