@@ -73,6 +73,7 @@ export class Gateway {
     this.aggLog = new DurableLog({ dir: join(config.dataDir, 'log'), ...config.log, quotaBytes: Math.max(64 * 1024, Math.floor(quota / 10)) }, { lane: 'agg', shareWith: this.log });
     const onLog = (level: 'warn' | 'error' | 'info', msg: string, extra?: object) => this.logger[level](extra ?? {}, msg);
     this.log.onCorruption = (message, detail) => this.logger.error(detail, message);
+    this.aggLog.onCorruption = (message, detail) => this.logger.error(detail, message);
     this.clock = new GatewayClock(config.clock, {
       onSync: (info) => this.logger.warn(info, 'clock synchronised: readings stamped before are corrected if still in the log'),
     });

@@ -413,6 +413,16 @@ export class DurableLog {
       }
     } else {
       await this.load();
+      // The owner found that LevelDB lost data at this open (a repair, a damaged write-ahead log):
+      // this lane's share of it.
+      const o = this.owner!;
+      if (o.stats.walBytesDropped > 0 || o.stats.repairs > 0) {
+        const missing = await this.missing();
+        if (missing > 0) {
+          this.stats.lostToCorruption += missing;
+          this.onCorruption?.(`${this.lane} lane: records lost with the damaged parts of the log`, { missing });
+        }
+      }
     }
     this.startTimers();
     if (salvageFrom) await this.salvage(salvageFrom);

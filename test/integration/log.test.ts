@@ -281,6 +281,43 @@ describe('durable log on a damaged disk', () => {
     }
   });
 
+  it('a byte flipped in the write-ahead log: the aggregate lane sharing the LevelDB counts its own lost records', async () => {
+    const { readdir, readFile, writeFile } = await import('node:fs/promises');
+    const dir = await tempDir();
+    try {
+      const path = `${dir.path}/log`;
+      const agg = (i: number) => ({ kind: 'agg' as const, dev: 'd', win: '1m', start: i * 60_000, end: (i + 1) * 60_000, rev: 1, aggs: { t: { count: 1, mean: i } } });
+      const open = async () => {
+        const raw = new DurableLog({ dir: path, sync: 'always' });
+        const aggs = new DurableLog({ dir: path, sync: 'always' }, { lane: 'agg', shareWith: raw });
+        await raw.open();
+        await aggs.open();
+        return { raw, aggs };
+      };
+      let { raw: r, aggs: a } = await open();
+      // Raw readings and aggregates interleaved through the write-ahead log.
+      for (let g = 0; g < 20; g++) {
+        await Promise.all(Array.from({ length: 50 }, (_, i) => r.append(raw('d', g * 100 + i, i)).committed));
+        await Promise.all(Array.from({ length: 50 }, (_, i) => a.append(agg(g * 50 + i)).committed));
+      }
+      await a.close();
+      await r.close();
+      const wal = (await readdir(path)).find((f) => f.endsWith('.log'))!;
+      const bytes = await readFile(`${path}/${wal}`);
+      bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+      await writeFile(`${path}/${wal}`, bytes);
+      ({ raw: r, aggs: a } = await open());
+      expect(r.stats.walBytesDropped).toBeGreaterThan(0);
+      expect(r.stats.lostToCorruption).toBe(1000 - r.stats.backlogRecords);
+      expect(a.stats.lostToCorruption).toBe(1000 - a.stats.backlogRecords);
+      expect(a.stats.lostToCorruption).toBeGreaterThan(0);
+      await a.close();
+      await r.close();
+    } finally {
+      await dir.remove();
+    }
+  });
+
   it('under drop-oldest, evicted readings are told from lost ones: a byte flipped in the write-ahead log after evictions, exactly the lost readings counted', async () => {
     const { readdir, readFile, writeFile } = await import('node:fs/promises');
     for (const at of [0.2, 0.5, 0.8]) {
