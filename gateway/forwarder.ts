@@ -442,8 +442,8 @@ export class Forwarder {
    * The batch for [first, last] around a body built from the records' stored bytes (log-codec.ts;
    * only records stamped while the clock was unsynchronised are decoded, for restamp()).
    */
-  private envelope(first: number, last: number, body: Buffer): Buffer {
-    return encodeBatchEnvelope({ gw: this.config.gatewayId, inc: this.log.incarnation, first, last }, body);
+  private envelope(first: number, last: number, body: Buffer, into?: Buffer): Buffer {
+    return encodeBatchEnvelope({ gw: this.config.gatewayId, inc: this.log.incarnation, first, last }, body, into);
   }
 
   /**
@@ -456,7 +456,7 @@ export class Forwarder {
     const need = envelopeBytes(body.length);
     let backing = this.spare.pop();
     if (backing === undefined || backing.length < need) backing = Buffer.allocUnsafe(envelopeBytes(Math.ceil(body.length * 1.25)));
-    return { bytes: encodeBatchEnvelope({ gw: this.config.gatewayId, inc: this.log.incarnation, first, last }, body, backing), backing };
+    return { bytes: this.envelope(first, last, body, backing), backing };
   }
 
   /**

@@ -473,11 +473,10 @@ export class DurableLog {
    */
   private async missing(): Promise<number> {
     let gone = 0;
-    for await (const [key, value] of this.db.iterator({ gt: recordKey(this.cursor, this.ePrefix), lt: recordKey(2 ** 53, this.ePrefix) })) {
-      if (seqOfKey(key) > this.cursor && value.length >= 4) gone += value.readUInt32BE(0);
+    for await (const value of this.db.values({ gt: recordKey(this.cursor, this.ePrefix), lt: recordKey(2 ** 53, this.ePrefix) })) {
+      if (value.length >= 4) gone += value.readUInt32BE(0);
     }
-    for await (const [key, value] of this.db.iterator({ gt: recordKey(this.cursor, this.qPrefix), lt: recordKey(2 ** 53, this.qPrefix) })) {
-      if (seqOfKey(key) <= this.cursor) continue;
+    for await (const value of this.db.values({ gt: recordKey(this.cursor, this.qPrefix), lt: recordKey(2 ** 53, this.qPrefix) })) {
       try {
         gone += Number((decode(value) as { records?: number }).records ?? 1);
       } catch {
