@@ -235,9 +235,20 @@ describe.each(implementations)('durable log (%s)', (_name, make) => {
   });
 });
 
+/**
+ * Flip one byte, `at` (0..1) of the way into the write-ahead log (the .log file) of the closed
+ * LevelDB in `path`. Closed cleanly, LevelDB keeps the latest writes there and replays them at open.
+ */
+async function flipWalByte(path: string, at: number): Promise<void> {
+  const { readdir, readFile, writeFile } = await import('node:fs/promises');
+  const wal = (await readdir(path)).find((f) => f.endsWith('.log'))!;
+  const bytes = await readFile(`${path}/${wal}`);
+  bytes[Math.floor(bytes.length * at)] ^= 0xff;
+  await writeFile(`${path}/${wal}`, bytes);
+}
+
 describe('durable log on a damaged disk', () => {
   it('a byte flipped in LevelDB\'s write-ahead log: what LevelDB skipped is reported and the missing readings counted, the rest delivered in order', async () => {
-    const { readdir, readFile, writeFile } = await import('node:fs/promises');
     const dir = await tempDir();
     try {
       const path = `${dir.path}/log`;
@@ -247,12 +258,9 @@ describe('durable log on a damaged disk', () => {
       await log.read(0, 100);
       await log.ack(100);
       await log.close();
-      // Closed cleanly, LevelDB keeps the readings in its write-ahead log (a .log file) and replays
-      // it at the next open: damage one byte a third of the way in.
-      const wal = (await readdir(path)).find((f) => f.endsWith('.log'))!;
-      const bytes = await readFile(`${path}/${wal}`);
-      bytes[Math.floor(bytes.length / 3)] ^= 0xff;
-      await writeFile(`${path}/${wal}`, bytes);
+      // Closed cleanly, LevelDB keeps the readings in its write-ahead log and replays it at the
+      // next open: damage one byte a third of the way in.
+      await flipWalByte(path, 1 / 3);
       const reports: Array<{ message: string; detail: any }> = [];
       log = new DurableLog({ dir: path, sync: 'always' });
       log.onCorruption = (message, detail) => reports.push({ message, detail });
@@ -282,7 +290,6 @@ describe('durable log on a damaged disk', () => {
   });
 
   it('a byte flipped in the write-ahead log: the aggregate lane sharing the LevelDB counts its own lost records', async () => {
-    const { readdir, readFile, writeFile } = await import('node:fs/promises');
     const dir = await tempDir();
     try {
       const path = `${dir.path}/log`;
@@ -302,10 +309,7 @@ describe('durable log on a damaged disk', () => {
       }
       await a.close();
       await r.close();
-      const wal = (await readdir(path)).find((f) => f.endsWith('.log'))!;
-      const bytes = await readFile(`${path}/${wal}`);
-      bytes[Math.floor(bytes.length / 2)] ^= 0xff;
-      await writeFile(`${path}/${wal}`, bytes);
+      await flipWalByte(path, 1 / 2);
       ({ raw: r, aggs: a } = await open());
       expect(r.stats.walBytesDropped).toBeGreaterThan(0);
       expect(r.stats.lostToCorruption).toBe(1000 - r.stats.backlogRecords);
@@ -319,7 +323,6 @@ describe('durable log on a damaged disk', () => {
   });
 
   it('under drop-oldest, evicted readings are told from lost ones: a byte flipped in the write-ahead log after evictions, exactly the lost readings counted', async () => {
-    const { readdir, readFile, writeFile } = await import('node:fs/promises');
     for (const at of [0.2, 0.5, 0.8]) {
       const dir = await tempDir();
       try {
@@ -333,10 +336,7 @@ describe('durable log on a damaged disk', () => {
         const before = new Set((await log.readWire(0, 10_000)).records.map((r) => r.seq));
         log.rewind(0);
         await log.close();
-        const wal = (await readdir(path)).find((f) => f.endsWith('.log'))!;
-        const bytes = await readFile(`${path}/${wal}`);
-        bytes[Math.floor(bytes.length * at)] ^= 0xff;
-        await writeFile(`${path}/${wal}`, bytes);
+        await flipWalByte(path, at);
         log = new DurableLog(cfg);
         await log.open();
         const after = new Set((await log.readWire(0, 10_000)).records.map((r) => r.seq));
