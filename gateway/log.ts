@@ -626,7 +626,7 @@ export class DurableLog {
       await this.db.del(FLOOR);
     }
     this.deletedUpTo = Math.min(this.cursor, this.retainFloor);
-    await this.db.clear({ gte: this.rk(0), lte: this.rk(this.deletedUpTo) });
+    await this.clearAcked(0, this.deletedUpTo);
     // Recount the backlog (keys and value sizes only) and make sure nextSeq is past every record.
     let records = 0;
     let bytes = 0;
@@ -1120,12 +1120,17 @@ export class DurableLog {
     const from = this.deletedUpTo;
     this.deletedUpTo = upTo;
     this.deleting = this.deleting
-      .then(() => this.db.clear({ gt: this.rk(from), lte: this.rk(upTo) }))
-      .then(() => this.db.clear({ gt: recordKey(from, this.ePrefix), lte: recordKey(upTo, this.ePrefix) }))
+      .then(() => this.clearAcked(from, upTo))
       .catch(() => {
         // A failed delete only leaves acked records on disk; open() clears them.
       });
     return Promise.resolve();
+  }
+
+  /** Delete the records in (after, upTo] and the eviction notes there (sequences start at 1). */
+  private async clearAcked(after: number, upTo: number): Promise<void> {
+    await this.db.clear({ gt: this.rk(after), lte: this.rk(upTo) });
+    await this.db.clear({ gt: recordKey(after, this.ePrefix), lte: recordKey(upTo, this.ePrefix) });
   }
 
   /**

@@ -353,6 +353,33 @@ describe('durable log on a damaged disk', () => {
     }
   });
 
+  it('eviction notes at or below the cursor (a crash cut their delete short) are cleared at open, as the acked records are', async () => {
+    const dir = await tempDir();
+    try {
+      const path = `${dir.path}/log`;
+      let log = new DurableLog({ dir: path, sync: 'always' });
+      await log.open();
+      await Promise.all(Array.from({ length: 200 }, (_, i) => log.append(raw('d', i, i)).committed));
+      await log.read(0, 150);
+      await log.ack(150);
+      type Db = { put(k: Buffer, v: Buffer): Promise<void>; get(k: Buffer): Promise<Buffer | undefined> };
+      const db = () => (log as unknown as { db: Db }).db;
+      // Left behind as if the process died between the cursor write and the background delete
+      // (written once that delete is done, so that it is not the one that clears them).
+      await (log as unknown as { deleting: Promise<void> }).deleting;
+      await db().put(recordKey(120, 0x65), Buffer.from([0, 0, 0, 9]));
+      await db().put(recordKey(180, 0x65), Buffer.from([0, 0, 0, 9]));
+      await log.close();
+      log = new DurableLog({ dir: path, sync: 'always' });
+      await log.open();
+      expect(await db().get(recordKey(120, 0x65))).toBeUndefined();
+      expect(await db().get(recordKey(180, 0x65))).toBeDefined();
+      await log.close();
+    } finally {
+      await dir.remove();
+    }
+  });
+
   it('bytes flipped inside a LevelDB table file: a fresh log, the readable backlog salvaged, the loss counted — no crash loop', async () => {
     const dir = await tempDir();
     try {
