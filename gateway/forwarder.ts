@@ -178,6 +178,27 @@ export class Forwarder {
     });
   }
 
+  /** Wait `ms`, or less if stop() is called or `filled()` holds after a commit. */
+  private linger(ms: number, filled: () => boolean): Promise<void> {
+    return new Promise((resolve) => {
+      const signal = this.stopping.signal;
+      if (signal.aborted || filled()) return resolve();
+      const check = () => {
+        if (filled()) finish();
+        else this.wake = check;
+      };
+      const finish = () => {
+        clearTimeout(t);
+        signal.removeEventListener('abort', finish);
+        if (this.wake === check) this.wake = null;
+        resolve();
+      };
+      const t = setTimeout(finish, ms);
+      signal.addEventListener('abort', finish, { once: true });
+      this.wake = check;
+    });
+  }
+
   /** Sleep that only stop() interrupts (backoff must not be cut short by new data). */
   private backoffSleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -198,28 +219,36 @@ export class Forwarder {
 
   private async run(): Promise<void> {
     let sentUpTo = this.log.ackedSeq;
+    // The last batch was a full one (catching up on a backlog): what is left goes out at once.
+    let full = false;
     while (this.running) {
       try {
         if (this.log.lastSeq <= sentUpTo) {
+          full = false;
           await this.sleep(60_000);
           continue;
         }
-        // Small backlog: linger so a batch carries more than one reading. New commits do not cut
-        // this short (only stop() does): at a steady trickle that bounds the requests per second.
-        if (this.log.lastSeq - sentUpTo < this.batchLimit) {
+        // Small backlog: linger so a batch carries more than one reading. Only a full batch (or
+        // stop()) cuts this short: at a steady trickle that bounds the requests per second.
+        // Not at the end of a catch-up: the rest of the backlog is there already, and a linger
+        // would idle the whole pipeline for it.
+        if (this.log.lastSeq - sentUpTo < this.batchLimit && !full) {
           // Caught up: the catch-up's envelope buffers are not needed for small batches.
           this.spare.length = 0;
-          if (this.config.lingerMs > 0) await this.backoffSleep(this.config.lingerMs);
+          const from = sentUpTo;
+          if (this.config.lingerMs > 0) await this.linger(this.config.lingerMs, () => this.log.lastSeq - from >= this.batchLimit);
         }
         if (!this.running) break;
         // A backlog of more than one batch and a healthy cloud: several batches in flight.
         if (this.config.maxInFlight > 1 && this.log.lastSeq - sentUpTo > this.batchLimit && this.stats.consecutiveFailures === 0) {
           sentUpTo = await this.pipeline(sentUpTo);
+          full = true;
           continue;
         }
         const { upTo } = await this.log.readBatch(sentUpTo, this.batchLimit, this.config.maxBatchBytes, this.body);
         if (upTo <= sentUpTo) continue;
         const count = this.body.count;
+        full = upTo - sentUpTo >= this.batchLimit;
         const { bytes, backing } = this.pooledEnvelope(sentUpTo + 1, upTo, this.body.finish());
         const outcome = await this.send(bytes);
         if (outcome.kind === 'ack') this.release(backing);
@@ -246,32 +275,67 @@ export class Forwarder {
     // per record lives while a batch is on the wire (at 100k+ records/s, V8 pretenured such
     // objects and collected the old generation back to back). The slow path (anything but an ack)
     // reads the records again from the log, where they still are.
+    type Ready = { last: number; count: number; bytes: Buffer; backing: Buffer };
     const flights: Array<{ last: number; count: number; outcome: Promise<SendOutcome>; backing: Buffer }> = [];
     let readUpTo = sentUpTo;
-    for (;;) {
-      while (this.running && flights.length < this.config.maxInFlight && this.log.lastSeq - readUpTo >= this.batchLimit) {
-        const { upTo } = await this.log.readBatch(readUpTo, this.batchLimit, this.config.maxBatchBytes, this.body);
-        if (upTo <= readUpTo) break;
-        const { bytes, backing } = this.pooledEnvelope(readUpTo + 1, upTo, this.body.finish());
-        flights.push({ last: upTo, count: this.body.count, outcome: this.send(bytes), backing });
-        readUpTo = upTo;
-      }
-      const head = flights.shift();
-      if (!head) return sentUpTo;
-      const outcome = await head.outcome;
-      if (outcome.kind === 'ack') this.release(head.backing);
-      if (outcome.kind === 'ack' && outcome.acked >= head.last) {
-        await this.acked(head.count, head.last);
-        sentUpTo = head.last;
-        if (!this.running) {
-          await Promise.allSettled(flights.map((f) => f.outcome));
-          this.log.rewind(sentUpTo);
-          return sentUpTo;
+    /** The next full batch, read and encoded (one at a time: they share this.body). */
+    const readNext = async (): Promise<Ready | undefined> => {
+      if (!this.running || this.log.lastSeq - readUpTo < this.batchLimit) return undefined;
+      const { upTo } = await this.log.readBatch(readUpTo, this.batchLimit, this.config.maxBatchBytes, this.body);
+      if (upTo <= readUpTo) return undefined;
+      const { bytes, backing } = this.pooledEnvelope(readUpTo + 1, upTo, this.body.finish());
+      readUpTo = upTo;
+      return { last: upTo, count: this.body.count, bytes, backing };
+    };
+    // While the pipeline is full the next batch is read ahead, so that it goes out the moment the
+    // head is answered: the cloud and InfluxDB are not left waiting for the gateway to read the log.
+    let ahead: Promise<Ready | undefined> | undefined;
+    // The log records an ack while the next batch is already on its way.
+    let acking: Promise<void> | undefined;
+    const settled = async (): Promise<void> => {
+      await acking;
+      await ahead;
+    };
+    try {
+      for (;;) {
+        while (flights.length < this.config.maxInFlight) {
+          const next = ahead ? await ahead : await readNext();
+          ahead = undefined;
+          if (!next) break;
+          flights.push({ last: next.last, count: next.count, outcome: this.send(next.bytes), backing: next.backing });
         }
-        continue;
+        if (acking) {
+          await acking;
+          acking = undefined;
+        }
+        if (!ahead && flights.length > 0) {
+          ahead = readNext();
+          // Awaited (and its failure seen) before this returns; not an unhandled rejection meanwhile.
+          ahead.catch(() => undefined);
+        }
+        const head = flights.shift();
+        if (!head) return sentUpTo;
+        const outcome = await head.outcome;
+        if (outcome.kind === 'ack') this.release(head.backing);
+        if (outcome.kind === 'ack' && outcome.acked >= head.last) {
+          acking = this.acked(head.count, head.last);
+          acking.catch(() => undefined);
+          sentUpTo = head.last;
+          if (!this.running) {
+            await Promise.allSettled(flights.map((f) => f.outcome));
+            await settled();
+            this.log.rewind(sentUpTo);
+            return sentUpTo;
+          }
+          continue;
+        }
+        await Promise.allSettled(flights.map((f) => f.outcome));
+        await settled();
+        return this.settle(sentUpTo, head.last, head.count, outcome);
       }
-      await Promise.allSettled(flights.map((f) => f.outcome));
-      return this.settle(sentUpTo, head.last, head.count, outcome);
+    } finally {
+      // On an error too: nothing of this pipeline may still use the log or this.body afterwards.
+      await Promise.allSettled([acking, ahead]);
     }
   }
 

@@ -11,6 +11,7 @@ import { BatchSequencer } from '../../cloud/sequencer.js';
 import { countPoints, freePort, startInfluxd, type InfluxdHandle } from '../../deploy/influxd.js';
 import { Gateway } from '../../gateway/gateway.js';
 import { encodeBatch, type RawRecord } from '../../protocols/batch.js';
+import { startRelay } from '../support/cloud-relay.js';
 import { tempDir, until } from '../support/tmp.js';
 
 let influx: InfluxdHandle;
@@ -79,6 +80,53 @@ describe('pipelined forwarding', () => {
     } finally {
       await gw.stop();
       await cloud.stop();
+    }
+  });
+
+  it('InfluxDB lost mid-drain: the pipeline (a batch read ahead) falls back to retries and resumes; the tail of the backlog goes out without a linger', async () => {
+    const port = await freePort();
+    // The cloud reaches influxd through a relay, cut while batches are in flight (cloud answers 503).
+    const relay = await startRelay(Number(new URL(influx.url).port));
+    const gw = new Gateway({
+      id: 'gwp',
+      dataDir: `${dir.path}/gw-cut`,
+      mqtt: { host: '127.0.0.1', port: 0 },
+      cloud: { url: `http://127.0.0.1:${port}`, token: 'tp' },
+      allowAnonymous: true,
+      logger: pino({ level: 'silent' }),
+      log: { sync: 'never' },
+      windows: { windows: [] },
+      // A linger far longer than the test: the last 50 records (less than a batch) arrive only if
+      // the end of a catch-up is sent at once; and the first linger, while the backlog builds up,
+      // ends as soon as a full batch is there.
+      forwarder: { minBackoffMs: 5, maxBackoffMs: 50, breakerCooldownMs: 50, maxBatchRecords: 100, maxInFlight: 3, lingerMs: 600_000 },
+    });
+    await gw.start();
+    const c = await mqtt.connectAsync(gw.mqttUrl, { clientId: 'p3' });
+    const base = Date.now() - 3_600_000;
+    const pending: Array<Promise<unknown>> = [];
+    for (let i = 1; i <= 3050; i++) {
+      pending.push(c.publishAsync('devices/p3/telemetry', JSON.stringify({ ts: base + i, seq: i, values: { v: i } }), { qos: 1 }));
+      if (pending.length >= 50) await Promise.all(pending.splice(0));
+    }
+    await Promise.all(pending);
+    await c.endAsync();
+    const cloud = new CloudServer({ ...cloudConfig(port, 'cut'), influx: { api: 1 as const, url: relay.url, db: 'cut' } });
+    await cloud.start();
+    try {
+      await until('a third forwarded', () => gw.forwarder.stats.recordsForwarded >= 1000, 30_000);
+      relay.setTarget(undefined);
+      await until('a batch refused while InfluxDB is away', () => gw.forwarder.stats.retries > 0, 30_000);
+      expect(gw.log.stats.backlogRecords).toBeGreaterThan(0);
+      relay.setTarget(Number(new URL(influx.url).port));
+      await until('backlog drained', () => gw.log.stats.backlogRecords === 0, 30_000);
+      expect(await countPoints(influx.url, 'cut', 'telemetry')).toBe(3050);
+      expect(gw.forwarder.stats.recordsForwarded).toBe(3050);
+      expect(gw.forwarder.stats.gaps).toBe(0);
+    } finally {
+      await gw.stop();
+      await cloud.stop();
+      await relay.close();
     }
   });
 
