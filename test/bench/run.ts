@@ -26,7 +26,7 @@ const P = {
   devices: 100,
   window: 16,
   drainReadings: quick ? 30_000 : 500_000,
-  drainRounds: quick ? 1 : 3,
+  drainRounds: quick ? 1 : 5,
   backlogReadings: quick ? 60_000 : 1_000_000,
   nominalDevices: quick ? 300 : 1000,
   nominalSeconds: quick ? 10 : 25,
