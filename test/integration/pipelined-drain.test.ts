@@ -27,6 +27,37 @@ afterAll(async () => {
   await dir?.remove();
 });
 
+/** A gateway whose cloud is expected at `cloudPort`: batches of 100, 3 in flight. */
+async function startGateway(name: string, cloudPort: number, forwarder: { lingerMs?: number } = {}): Promise<Gateway> {
+  const gw = new Gateway({
+    id: 'gwp',
+    dataDir: `${dir.path}/${name}`,
+    mqtt: { host: '127.0.0.1', port: 0 },
+    cloud: { url: `http://127.0.0.1:${cloudPort}`, token: 'tp' },
+    allowAnonymous: true,
+    logger: pino({ level: 'silent' }),
+    log: { sync: 'never' },
+    windows: { windows: [] },
+    forwarder: { minBackoffMs: 5, maxBackoffMs: 50, breakerCooldownMs: 50, maxBatchRecords: 100, maxInFlight: 3, ...forwarder },
+  });
+  await gw.start();
+  return gw;
+}
+
+/** `n` QoS 1 readings from device `dev` (values 1..n), all acknowledged; returns their base timestamp. */
+async function fillBacklog(gw: Gateway, dev: string, n: number): Promise<number> {
+  const c = await mqtt.connectAsync(gw.mqttUrl, { clientId: dev });
+  const base = Date.now() - 3_600_000;
+  const pending: Array<Promise<unknown>> = [];
+  for (let i = 1; i <= n; i++) {
+    pending.push(c.publishAsync(`devices/${dev}/telemetry`, JSON.stringify({ ts: base + i, seq: i, values: { v: i } }), { qos: 1 }));
+    if (pending.length >= 50) await Promise.all(pending.splice(0));
+  }
+  await Promise.all(pending);
+  await c.endAsync();
+  return base;
+}
+
 const cloudConfig = (port: number, db: string) => ({
   listen: { host: '127.0.0.1', port },
   dataDir: `${dir.path}/cloud-${db}`,
@@ -38,27 +69,8 @@ const cloudConfig = (port: number, db: string) => ({
 describe('pipelined forwarding', () => {
   it('drains a backlog with 3 batches in flight: exactly once, no gaps', async () => {
     const port = await freePort();
-    const gw = new Gateway({
-      id: 'gwp',
-      dataDir: `${dir.path}/gw`,
-      mqtt: { host: '127.0.0.1', port: 0 },
-      cloud: { url: `http://127.0.0.1:${port}`, token: 'tp' },
-      allowAnonymous: true,
-      logger: pino({ level: 'silent' }),
-      log: { sync: 'never' },
-      windows: { windows: [] },
-      forwarder: { minBackoffMs: 5, maxBackoffMs: 50, breakerCooldownMs: 50, maxBatchRecords: 100, maxInFlight: 3 },
-    });
-    await gw.start();
-    const c = await mqtt.connectAsync(gw.mqttUrl, { clientId: 'p1' });
-    const base = Date.now() - 3_600_000;
-    const pending: Array<Promise<unknown>> = [];
-    for (let i = 1; i <= 3000; i++) {
-      pending.push(c.publishAsync('devices/p1/telemetry', JSON.stringify({ ts: base + i, seq: i, values: { v: i } }), { qos: 1 }));
-      if (pending.length >= 50) await Promise.all(pending.splice(0));
-    }
-    await Promise.all(pending);
-    await c.endAsync();
+    const gw = await startGateway('gw', port);
+    const base = await fillBacklog(gw, 'p1', 3000);
     expect(gw.log.stats.backlogRecords).toBe(3000);
     const cloud = new CloudServer(cloudConfig(port, 'pipe'));
     await cloud.start();
@@ -87,30 +99,11 @@ describe('pipelined forwarding', () => {
     const port = await freePort();
     // The cloud reaches influxd through a relay, cut while batches are in flight (cloud answers 503).
     const relay = await startRelay(Number(new URL(influx.url).port));
-    const gw = new Gateway({
-      id: 'gwp',
-      dataDir: `${dir.path}/gw-cut`,
-      mqtt: { host: '127.0.0.1', port: 0 },
-      cloud: { url: `http://127.0.0.1:${port}`, token: 'tp' },
-      allowAnonymous: true,
-      logger: pino({ level: 'silent' }),
-      log: { sync: 'never' },
-      windows: { windows: [] },
-      // A linger far longer than the test: the last 50 records (less than a batch) arrive only if
-      // the end of a catch-up is sent at once; and the first linger, while the backlog builds up,
-      // ends as soon as a full batch is there.
-      forwarder: { minBackoffMs: 5, maxBackoffMs: 50, breakerCooldownMs: 50, maxBatchRecords: 100, maxInFlight: 3, lingerMs: 600_000 },
-    });
-    await gw.start();
-    const c = await mqtt.connectAsync(gw.mqttUrl, { clientId: 'p3' });
-    const base = Date.now() - 3_600_000;
-    const pending: Array<Promise<unknown>> = [];
-    for (let i = 1; i <= 3050; i++) {
-      pending.push(c.publishAsync('devices/p3/telemetry', JSON.stringify({ ts: base + i, seq: i, values: { v: i } }), { qos: 1 }));
-      if (pending.length >= 50) await Promise.all(pending.splice(0));
-    }
-    await Promise.all(pending);
-    await c.endAsync();
+    // A linger far longer than the test: the last 50 records (less than a batch) arrive only if
+    // the end of a catch-up is sent at once; and the first linger, while the backlog builds up,
+    // ends as soon as a full batch is there.
+    const gw = await startGateway('gw-cut', port, { lingerMs: 600_000 });
+    await fillBacklog(gw, 'p3', 3050);
     const cloud = new CloudServer({ ...cloudConfig(port, 'cut'), influx: { api: 1 as const, url: relay.url, db: 'cut' } });
     await cloud.start();
     try {
