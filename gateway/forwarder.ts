@@ -302,7 +302,7 @@ export class Forwarder {
           const next = ahead ? await ahead : await readNext();
           ahead = undefined;
           if (!next) break;
-          flights.push({ last: next.last, count: next.count, outcome: this.send(next.bytes), backing: next.backing });
+          flights.push({ last: next.last, count: next.count, outcome: this.send(next.bytes, sentUpTo), backing: next.backing });
         }
         if (acking) {
           await acking;
@@ -532,7 +532,11 @@ export class Forwarder {
     if (this.spare.length <= this.config.maxInFlight) this.spare.push(backing);
   }
 
-  private async send(body: Buffer): Promise<SendOutcome> {
+  /**
+   * POST one batch. `acked`: what the cloud has acknowledged so far, as the forwarder knows it; an
+   * ack may still be being recorded in the log (the pipeline records it while the next batch goes).
+   */
+  private async send(body: Buffer, acked = this.log.ackedSeq): Promise<SendOutcome> {
     this.stats.batchesSent++;
     let res: Response;
     try {
@@ -543,7 +547,7 @@ export class Forwarder {
           authorization: `Bearer ${this.config.token}`,
           accept: 'application/json',
           // What the cloud acknowledged so far: lets a replica that never saw this log place it.
-          'x-sluice-acked': String(this.log.ackedSeq),
+          'x-sluice-acked': String(acked),
         },
         body: body as any,
         signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.config.requestTimeoutMs)]),
