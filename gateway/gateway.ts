@@ -74,6 +74,7 @@ export class Gateway {
     const onLog = (level: 'warn' | 'error' | 'info', msg: string, extra?: object) => this.logger[level](extra ?? {}, msg);
     this.log.onCorruption = (message, detail) => this.logger.error(detail, message);
     this.aggLog.onCorruption = (message, detail) => this.logger.error(detail, message);
+    this.log.onWarn = (message, detail) => this.logger.warn(detail, message);
     this.clock = new GatewayClock(config.clock, {
       onSync: (info) => this.logger.warn(info, 'clock synchronised: readings stamped before are corrected if still in the log'),
     });

@@ -32,6 +32,7 @@
  *   'm:agg:next', 'm:agg:cursor'
  *   'm:floor'              window checkpoint position: acked raw records above it are kept for replay
  *   'm:sync'               marker written with sync:true by the `interval` sync policy
+ *   'm:open'               present while the log is open (written at open, deleted at a clean close)
  *   'w:…'                  window engine checkpoints (gateway/windows-*.ts)
  */
 import { Level } from 'level';
@@ -158,6 +159,8 @@ export interface LogStats {
   lostToCorruption: number;
   /** Bytes of LevelDB's write-ahead log found damaged at open and skipped by LevelDB (checkWal). */
   walBytesDropped: number;
+  /** Opens after an unclean stop under `sync: interval | never` that started a new incarnation (load()). */
+  newIncarnations: number;
 }
 
 /** What read() (LogRecord, decoded) and readWire() (WireRecord, as stored) return. */
@@ -173,6 +176,7 @@ export type CommitCallback = (err: Error | null) => void;
 
 const META = Buffer.from('m:meta');
 const SYNC_MARK = Buffer.from('m:sync');
+const OPEN_MARK = Buffer.from('m:open');
 const FLOOR = Buffer.from('m:floor');
 const cbor = new Encoder({ useRecords: false } as ConstructorParameters<typeof Encoder>[0]);
 /** Groups smaller than this are followed by a commit linger (see scheduleFlush). */
@@ -276,6 +280,8 @@ export class DurableLog {
   private readonly owner?: DurableLog;
   /** Told when LevelDB reported corruption at open and the log was salvaged; the gateway logs it. */
   onCorruption?: (message: string, detail: object) => void;
+  /** Told of what the gateway should log as a warning (a new incarnation after an unclean stop). */
+  onWarn?: (message: string, detail: object) => void;
   /** The LevelDB this lane lives in (the owner's, which salvage() may replace). */
   private get db(): Level<Buffer, Buffer> {
     return this.owner ? this.owner.db : this.ownDb!;
@@ -328,6 +334,7 @@ export class DurableLog {
     repairs: 0,
     lostToCorruption: 0,
     walBytesDropped: 0,
+    newIncarnations: 0,
   };
 
   readonly lane: Lane;
@@ -608,12 +615,30 @@ export class DurableLog {
 
   private async load(): Promise<void> {
     const meta = await this.db.get(META);
+    // The process stopped without closing the log (crash, SIGKILL, power cut).
+    const unclean = this.ownsDb && (await this.db.get(OPEN_MARK)) !== undefined;
     if (meta === undefined) {
       this.incarnationId = randomBytes(8).toString('hex');
       await this.db.put(META, Buffer.from(JSON.stringify({ incarnation: this.incarnationId, created: Date.now(), version: 1 })), { sync: true } as any);
+    } else if (unclean && this.config.sync !== 'always') {
+      // Without an fsync per commit, a power cut can take the last commits with it, the sequence
+      // counter's too, after the forwarder sent them and the cloud acknowledged them: new readings
+      // would get those sequence numbers again, and the cloud would take them for replays and
+      // drop them. A new incarnation is a new sequence space at the cloud, which starts where
+      // this log's cursor is (x-sluice-acked): readings the cloud already had are rewritten onto
+      // themselves (idempotent points), none is dropped.
+      const old = JSON.parse(meta.toString());
+      this.incarnationId = randomBytes(8).toString('hex');
+      await this.db.put(META, Buffer.from(JSON.stringify({ ...old, incarnation: this.incarnationId, previous: old.incarnation })), { sync: true } as any);
+      this.stats.newIncarnations++;
+      this.onWarn?.(`the log was not closed cleanly and sync is "${this.config.sync}": its last commits may be lost with their sequence numbers, so it goes on as a new incarnation`, {
+        previous: old.incarnation,
+        incarnation: this.incarnationId,
+      });
     } else {
       this.incarnationId = JSON.parse(meta.toString()).incarnation;
     }
+    if (this.ownsDb) await this.db.put(OPEN_MARK, Buffer.from(String(Date.now())), { sync: true } as any);
     const next = await this.db.get(this.nextKey);
     const cursor = await this.db.get(this.cursorKey);
     this.cursor = cursor ? Number(cursor.toString()) : 0;
@@ -1282,6 +1307,10 @@ export class DurableLog {
     }
     await this.deleting;
     this.opened = false;
-    if (this.ownsDb) await this.db.close();
+    if (this.ownsDb) {
+      // A write with sync also makes every write before it durable (LevelDB's log is sequential).
+      await this.db.del(OPEN_MARK, { sync: true } as any).catch(() => undefined);
+      await this.db.close();
+    }
   }
 }
