@@ -291,6 +291,8 @@ export class DurableLog {
   private nextSeq = 1;
   private cursor = 0;
   private incarnationId = '';
+  /** The incarnation stored when this open began ('' for a new log). */
+  private incarnationAtOpen = '';
   /**
    * Appended records waiting for their group commit, encoded back to back as their frames will
    * hold them (`pending.buf[0, pending.len)`), with the end of each (`pendingEnds`) and its
@@ -498,6 +500,26 @@ export class DurableLog {
     const missing = await this.missing();
     this.stats.lostToCorruption += missing;
     this.onCorruption?.('log repaired', { backlog: this.stats.backlogRecords, missing });
+    await this.lostCommits('LevelDB repaired the log: its last commits may be lost with their sequence numbers, so it goes on as a new incarnation');
+  }
+
+  /** After LevelDB lost data at this open: a new incarnation, unless load() started one already. */
+  private async lostCommits(why: string): Promise<void> {
+    if (this.incarnationAtOpen !== this.incarnationId) return;
+    const meta = await this.db.get(META);
+    if (meta !== undefined) await this.newIncarnation(meta, why);
+  }
+
+  /**
+   * Go on as a new incarnation of this log (a new sequence space at the cloud): after the sequence
+   * counter may have gone back past numbers the cloud already has. `meta`: the stored META.
+   */
+  private async newIncarnation(meta: Buffer, why: string): Promise<void> {
+    const old = JSON.parse(meta.toString());
+    this.incarnationId = randomBytes(8).toString('hex');
+    await this.db.put(META, Buffer.from(JSON.stringify({ ...old, incarnation: this.incarnationId, previous: old.incarnation })), { sync: true } as any);
+    this.stats.newIncarnations++;
+    this.onWarn?.(why, { previous: old.incarnation, incarnation: this.incarnationId });
   }
 
   /**
@@ -514,6 +536,7 @@ export class DurableLog {
     const missing = await this.missing();
     this.stats.lostToCorruption += missing;
     this.onCorruption?.('LevelDB skipped damaged parts of its write-ahead log at open: the readings in them are lost', { bytes: dropped.bytes, reasons: dropped.reasons, missing });
+    await this.lostCommits('LevelDB skipped damaged parts of its write-ahead log: sequence numbers may be used again, so the log goes on as a new incarnation');
   }
 
   /**
@@ -615,6 +638,7 @@ export class DurableLog {
 
   private async load(): Promise<void> {
     const meta = await this.db.get(META);
+    this.incarnationAtOpen = meta === undefined ? '' : JSON.parse(meta.toString()).incarnation;
     // The process stopped without closing the log (crash, SIGKILL, power cut).
     const unclean = this.ownsDb && (await this.db.get(OPEN_MARK)) !== undefined;
     if (meta === undefined) {
@@ -627,14 +651,7 @@ export class DurableLog {
       // drop them. A new incarnation is a new sequence space at the cloud, which starts where
       // this log's cursor is (x-sluice-acked): readings the cloud already had are rewritten onto
       // themselves (idempotent points), none is dropped.
-      const old = JSON.parse(meta.toString());
-      this.incarnationId = randomBytes(8).toString('hex');
-      await this.db.put(META, Buffer.from(JSON.stringify({ ...old, incarnation: this.incarnationId, previous: old.incarnation })), { sync: true } as any);
-      this.stats.newIncarnations++;
-      this.onWarn?.(`the log was not closed cleanly and sync is "${this.config.sync}": its last commits may be lost with their sequence numbers, so it goes on as a new incarnation`, {
-        previous: old.incarnation,
-        incarnation: this.incarnationId,
-      });
+      await this.newIncarnation(meta, `the log was not closed cleanly and sync is "${this.config.sync}": its last commits may be lost with their sequence numbers, so it goes on as a new incarnation`);
     } else {
       this.incarnationId = JSON.parse(meta.toString()).incarnation;
     }

@@ -257,14 +257,22 @@ describe('durable log on a damaged disk', () => {
       for (let g = 0; g < 20; g++) await Promise.all(Array.from({ length: 100 }, (_, i) => log.append(raw('d', 1000 + g * 100 + i, g * 100 + i)).committed));
       await log.read(0, 100);
       await log.ack(100);
+      const incarnation = log.incarnation;
       await log.close();
       // Closed cleanly, LevelDB keeps the readings in its write-ahead log and replays it at the
       // next open: damage one byte a third of the way in.
       await flipWalByte(path, 1 / 3);
       const reports: Array<{ message: string; detail: any }> = [];
+      const warnings: string[] = [];
       log = new DurableLog({ dir: path, sync: 'always' });
       log.onCorruption = (message, detail) => reports.push({ message, detail });
+      log.onWarn = (message) => warnings.push(message);
       await log.open();
+      // Sequence numbers may be used again after such a loss: a new sequence space at the cloud.
+      expect(log.incarnation).not.toBe(incarnation);
+      expect(log.stats.newIncarnations).toBe(1);
+      expect(warnings).toEqual([expect.stringMatching(/new incarnation/)]);
+      const rolled = log.incarnation;
       const left = log.stats.backlogRecords;
       expect(left).toBeGreaterThan(1000);
       expect(left).toBeLessThan(1900);
@@ -282,7 +290,8 @@ describe('durable log on a damaged disk', () => {
       // The next open finds nothing new to report (LevelDB's info log begins anew at each open).
       log = new DurableLog({ dir: path, sync: 'always' });
       await log.open();
-      expect(log.stats).toMatchObject({ walBytesDropped: 0, lostToCorruption: 0, backlogRecords: left + 1 });
+      expect(log.stats).toMatchObject({ walBytesDropped: 0, lostToCorruption: 0, backlogRecords: left + 1, newIncarnations: 0 });
+      expect(log.incarnation).toBe(rolled);
       await log.close();
     } finally {
       await dir.remove();
