@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { toLine } from '../../cloud/line-protocol.js';
-import { rawToLine, rawToPoint } from '../../cloud/points.js';
+import { decimal, rawToLine, rawToPoint } from '../../cloud/points.js';
 import type { RawRecord } from '../../protocols/batch.js';
 
 const name = fc.stringMatching(/^[A-Za-z][A-Za-z0-9_.-]{0,10}$/).filter((s) => !['time', 'gateway', 'device'].includes(s));
@@ -34,5 +34,31 @@ describe('rawToLine', () => {
     expect(a.split(' ')[2]).toBe('1732200000123000007');
     expect(b.split(' ')[2]).toBe('1732200000123000008');
     expect(rawToLine('g', { seq: 7, dev: 'd', ts: 1732200000123, vals: { t: 1 } })).toBe(a);
+  });
+});
+
+describe('decimal (String(v) for the numbers sensors send)', () => {
+  /** The values among `vs` that decimal writes differently from String. */
+  const wrong = (vs: Iterable<number>) => [...vs].filter((v) => decimal(v) !== String(v)).map((v) => `${v}: ${decimal(v)}`);
+
+  it('writes every value with up to 4 decimals in ±200 (and their neighbours) exactly as String(v)', () => {
+    const bad: string[] = [];
+    for (let i = -2_000_000; i <= 2_000_000; i += 7) {
+      // i * 0.01 is not the double nearest i/100 for some i: it must fall through, not be rounded.
+      bad.push(...wrong([i / 10_000, i / 1000, i / 100, i / 10, i * 0.01, i / 3]));
+    }
+    expect(bad.slice(0, 5)).toEqual([]);
+  });
+
+  it('equals String(v) for any double, for rounded sensor values, and at the edges', () => {
+    fc.assert(fc.property(fc.double({ noNaN: true, noDefaultInfinity: true }), (v) => decimal(v) === String(v)), { numRuns: 20_000 });
+    fc.assert(
+      fc.property(fc.double({ min: -2e6, max: 2e6, noNaN: true }), fc.integer({ min: 0, max: 6 }), (x, k) => {
+        const v = Math.round(x * 10 ** k) / 10 ** k;
+        return decimal(v) === String(v);
+      }),
+      { numRuns: 20_000 },
+    );
+    expect(wrong([0, -0, 1e-7, 5e-5, 0.0001, -0.0001, 0.00015, 999_999.9999, -999_999.9999, 1e6, -1e6, 1e21, 123456.7891, 0.1 + 0.2, 4.35, 1.005])).toEqual([]);
   });
 });
