@@ -150,6 +150,7 @@ export function register(program: Command): void {
         ['connected clients', st.broker.connected],
         ['received', st.ingest.received],
         ['committed', st.ingest.committed],
+        ['group commits', groupCommits(st.log)],
         ['dropped', JSON.stringify({ ...st.ingest.dropped, ...st.broker.dropped, evicted_quota: st.log.evicted })],
         ['refused', JSON.stringify(st.broker.refused ?? {})],
         ['forwarded', st.forwarder.recordsForwarded],
@@ -190,4 +191,11 @@ export function register(program: Command): void {
       }
       await log.close();
     });
+}
+
+/** `1234 (writes: last 0.4 ms, mean 0.6 ms, slowest 12.5 ms)`: how long PUBACKs wait for the disk (a write includes its fsync under sync: always). */
+export function groupCommits(log: { groupCommits: number; commitWriteMsLast?: number; commitWriteMsMax?: number; commitWriteMsTotal?: number }): string {
+  if (!log.groupCommits || log.commitWriteMsTotal === undefined) return String(log.groupCommits ?? 0);
+  const ms = (x: number) => `${x < 10 ? x.toFixed(1) : Math.round(x)} ms`;
+  return `${log.groupCommits} (writes: last ${ms(log.commitWriteMsLast ?? 0)}, mean ${ms(log.commitWriteMsTotal / log.groupCommits)}, slowest ${ms(log.commitWriteMsMax ?? 0)})`;
 }

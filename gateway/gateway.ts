@@ -16,7 +16,7 @@ import { CounterRates, drainEtaSeconds } from './rates.js';
 import { Forwarder, type ForwarderConfig } from './forwarder.js';
 import { Ingest } from './ingest.js';
 import { DEFAULT_LOG_CONFIG, DurableLog, type LogConfig } from './log.js';
-import { gatewayMetrics } from './metrics.js';
+import { commitWriteHistogram, gatewayMetrics } from './metrics.js';
 import { DEFAULT_WINDOW_STAGE_CONFIG, WindowStage, type WindowStageConfig } from './windows-stage.js';
 
 export interface GatewayConfig {
@@ -52,6 +52,8 @@ export class Gateway {
   readonly forwarder: Forwarder;
   readonly aggForwarder: Forwarder;
   readonly windows?: WindowStage;
+  /** Group write durations of the raw log (what PUBACKs wait for), from the first commit on; in /metrics. */
+  readonly commitWrites = commitWriteHistogram();
   readonly broker: Broker;
   readonly clock: GatewayClock;
   readonly logger: Logger;
@@ -75,6 +77,7 @@ export class Gateway {
     this.log.onCorruption = (message, detail) => this.logger.error(detail, message);
     this.aggLog.onCorruption = (message, detail) => this.logger.error(detail, message);
     this.log.onWarn = (message, detail) => this.logger.warn(detail, message);
+    this.log.onCommitWrite = (ms) => this.commitWrites.observe(ms / 1000);
     this.clock = new GatewayClock(config.clock, {
       onSync: (info) => this.logger.warn(info, 'clock synchronised: readings stamped before are corrected if still in the log'),
     });

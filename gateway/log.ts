@@ -161,6 +161,14 @@ export interface LogStats {
   walBytesDropped: number;
   /** Opens after an unclean stop under `sync: interval | never` that started a new incarnation (load()). */
   newIncarnations: number;
+  /**
+   * Time of the last group write (LevelDB write, with its fsync under `sync: always`), of the
+   * slowest since start, and of all of them (ms): what every QoS 1 PUBACK waits for. A slow disk
+   * (an SD card, a busy host) shows here before anywhere else.
+   */
+  commitWriteMsLast: number;
+  commitWriteMsMax: number;
+  commitWriteMsTotal: number;
 }
 
 /** What read() (LogRecord, decoded) and readWire() (WireRecord, as stored) return. */
@@ -282,6 +290,8 @@ export class DurableLog {
   onCorruption?: (message: string, detail: object) => void;
   /** Told of what the gateway should log as a warning (a new incarnation after an unclean stop). */
   onWarn?: (message: string, detail: object) => void;
+  /** Told the duration (ms) of each successful group write, e.g. for a histogram in /metrics. Must not throw. */
+  onCommitWrite?: (ms: number) => void;
   /** The LevelDB this lane lives in (the owner's, which salvage() may replace). */
   private get db(): Level<Buffer, Buffer> {
     return this.owner ? this.owner.db : this.ownDb!;
@@ -337,6 +347,9 @@ export class DurableLog {
     lostToCorruption: 0,
     walBytesDropped: 0,
     newIncarnations: 0,
+    commitWriteMsLast: 0,
+    commitWriteMsMax: 0,
+    commitWriteMsTotal: 0,
   };
 
   readonly lane: Lane;
@@ -919,12 +932,22 @@ export class DurableLog {
       const batch = this.db.batch();
       for (const [lastSeq, frame] of frames) batch.put(this.rk(lastSeq), frame);
       batch.put(this.nextKey, Buffer.from(String(last + 1)));
+      const t0 = performance.now();
       await batch.write(this.config.sync === 'always' ? SYNC_WRITE : NO_SYNC_WRITE);
+      this.timedCommitWrite(performance.now() - t0);
       return null;
     } catch (err) {
       this.stats.commitErrors++;
       return new SluiceError('SLUICE_LOG_FULL', `log commit failed: ${(err as Error).message}`, { cause: err, retryable: true });
     }
+  }
+
+  private timedCommitWrite(ms: number): void {
+    const st = this.stats;
+    st.commitWriteMsLast = ms;
+    if (ms > st.commitWriteMsMax) st.commitWriteMsMax = ms;
+    st.commitWriteMsTotal += ms;
+    this.onCommitWrite?.(ms);
   }
 
   /** Wait (block) or evict (drop-oldest) until `bytes` more fit. False if the log closed meanwhile. */

@@ -96,6 +96,7 @@ describe('gateway forwarding', () => {
     expect(cli.stderr).toBe('');
     expect(cli.stdout).toMatch(/backlog\s+200 records, \d+ bytes, oldest [\d.]+s, not shrinking/);
     expect(cli.stdout).toMatch(/rates\s+committed \d+\/s, forwarded 0\/s \(last [\d.]+ s\)/);
+    expect(cli.stdout).toMatch(/group commits\s+\d+ \(writes: last [\d.]+ ms, mean [\d.]+ ms, slowest [\d.]+ ms\)/);
     down = false;
     await until('backlog forwarded', () => gw.log.stats.backlogRecords === 0);
     const after = await status();
@@ -104,6 +105,28 @@ describe('gateway forwarding', () => {
     expect(after.rates.overSec).toBeLessThan(10);
     expect(Math.abs(after.rates.forwardedPerSec / (200 / after.rates.overSec) - 1)).toBeLessThan(0.08);
     expect(after.drainEtaSec).toBeNull();
+  });
+
+  it('times every group write (what PUBACKs wait for): /status and the /metrics histogram count the same writes', async () => {
+    gw = await startGateway();
+    const devs = await Promise.all(['w1', 'w2'].map(connect));
+    await Promise.all(devs.map(async (c, i) => {
+      for (let s = 1; s <= 50; s++) await c.publishAsync(`devices/w${i + 1}/telemetry`, reading(s), { qos: 1 });
+    }));
+    const log = (await (await fetch(`${gw.httpUrl}/status`)).json()).log;
+    expect(log.groupCommits).toBeGreaterThan(0);
+    expect(log.commitWriteMsLast).toBeGreaterThan(0);
+    expect(log.commitWriteMsMax).toBeGreaterThanOrEqual(log.commitWriteMsLast);
+    expect(log.commitWriteMsTotal).toBeGreaterThanOrEqual(log.commitWriteMsMax);
+    expect(log.commitWriteMsTotal).toBeLessThanOrEqual(log.commitWriteMsMax * log.groupCommits);
+    const text = await (await fetch(`${gw.httpUrl}/metrics`)).text();
+    const count = Number(/^sluice_gateway_commit_write_seconds_count (\d+)$/m.exec(text)?.[1]);
+    const groups = Number(/^sluice_gateway_group_commits_total (\d+)$/m.exec(text)?.[1]);
+    expect(count).toBe(groups);
+    expect(groups).toBeGreaterThanOrEqual(log.groupCommits);
+    const sum = Number(/^sluice_gateway_commit_write_seconds_sum ([\d.e-]+)$/m.exec(text)?.[1]);
+    expect(sum * 1000).toBeGreaterThan(0);
+    expect(text).toMatch(/^sluice_gateway_commit_write_seconds_bucket\{le="\+Inf"\} \d+$/m);
   });
 
   it('commits before PUBACK and forwards every reading in order, per device', async () => {
