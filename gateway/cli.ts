@@ -194,8 +194,9 @@ export function register(program: Command): void {
 }
 
 /** `1234 (writes: last 0.4 ms, mean 0.6 ms, slowest 12.5 ms)`: how long PUBACKs wait for the disk (a write includes its fsync under sync: always). */
-export function groupCommits(log: { groupCommits: number; commitWriteMsLast?: number; commitWriteMsMax?: number; commitWriteMsTotal?: number }): string {
+export function groupCommits(log: { groupCommits: number; commitWriteMsLast?: number; commitWriteMsMax?: number; commitWriteMsTotal?: number; slowWrites?: number }): string {
   if (!log.groupCommits || log.commitWriteMsTotal === undefined) return String(log.groupCommits ?? 0);
   const ms = (x: number) => `${x < 10 ? x.toFixed(1) : Math.round(x)} ms`;
-  return `${log.groupCommits} (writes: last ${ms(log.commitWriteMsLast ?? 0)}, mean ${ms(log.commitWriteMsTotal / log.groupCommits)}, slowest ${ms(log.commitWriteMsMax ?? 0)})`;
+  const slow = log.slowWrites ? `, ${log.slowWrites} slow (log.slowWrite)` : '';
+  return `${log.groupCommits} (writes: last ${ms(log.commitWriteMsLast ?? 0)}, mean ${ms(log.commitWriteMsTotal / log.groupCommits)}, slowest ${ms(log.commitWriteMsMax ?? 0)}${slow})`;
 }

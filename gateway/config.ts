@@ -102,9 +102,14 @@ export const gatewayConfigSchema = z
          * fsyncs against that much more PUBACK delay during a flood.
          */
         commitGather: duration('log.commitGather').refine((ms) => ms >= 1 && ms <= 1000, 'log.commitGather must be between 1ms and 1s').default(DEFAULT_LOG_CONFIG.commitGatherMs),
+        /**
+         * A commit (group write, with its fsync under `sync: always`) taking this long or longer is
+         * counted and logged as a warning, at most once a minute: QoS 1 PUBACKs wait for it.
+         */
+        slowWrite: duration('log.slowWrite').refine((ms) => ms >= 1, 'log.slowWrite must be at least 1ms').default(DEFAULT_LOG_CONFIG.slowWriteMs),
       })
       .strict()
-      .default({ sync: 'always', syncInterval: 1000, quota: 1024 ** 3, reserve: 64 * 1024 ** 2, whenFull: 'block', maxGroup: 2000, commitLinger: DEFAULT_LOG_CONFIG.commitLingerMs, commitIdle: DEFAULT_LOG_CONFIG.commitIdleMs, commitGather: DEFAULT_LOG_CONFIG.commitGatherMs }),
+      .default({ sync: 'always', syncInterval: 1000, quota: 1024 ** 3, reserve: 64 * 1024 ** 2, whenFull: 'block', maxGroup: 2000, commitLinger: DEFAULT_LOG_CONFIG.commitLingerMs, commitIdle: DEFAULT_LOG_CONFIG.commitIdleMs, commitGather: DEFAULT_LOG_CONFIG.commitGatherMs, slowWrite: DEFAULT_LOG_CONFIG.slowWriteMs }),
     /** Forwarding to the cloud. */
     forward: z
       .object({
@@ -203,6 +208,7 @@ export function loadGatewayConfig(file: string | undefined, flags: Record<string
       commitLingerMs: parsed.log.commitLinger,
       commitIdleMs: parsed.log.commitIdle,
       commitGatherMs: parsed.log.commitGather,
+      slowWriteMs: parsed.log.slowWrite,
     },
     forwarder: {
       maxBatchRecords: parsed.forward.maxBatchRecords,

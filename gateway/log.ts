@@ -98,6 +98,12 @@ export interface LogConfig {
   cacheBytes: number;
   /** Keep acked records above the checkpoint floor (set when window state is rebuilt by replay). */
   retainForReplay: boolean;
+  /**
+   * A group write taking at least this long (ms) is counted (`stats.slowWrites`) and told to
+   * `onWarn`, at most once a minute: QoS 1 PUBACKs wait for it, and a disk that gets this slow (a
+   * worn SD card, a saturated disk) is worth a line in the log.
+   */
+  slowWriteMs: number;
 }
 
 /**
@@ -133,6 +139,7 @@ export const DEFAULT_LOG_CONFIG: Omit<LogConfig, 'dir'> = {
   writeBufferBytes: 4 * 1024 * 1024,
   cacheBytes: 2 * 1024 * 1024,
   retainForReplay: false,
+  slowWriteMs: 1000,
 };
 
 export interface LogStats {
@@ -169,6 +176,8 @@ export interface LogStats {
   commitWriteMsLast: number;
   commitWriteMsMax: number;
   commitWriteMsTotal: number;
+  /** Group writes that took `slowWriteMs` or longer. */
+  slowWrites: number;
 }
 
 /** What read() (LogRecord, decoded) and readWire() (WireRecord, as stored) return. */
@@ -194,6 +203,9 @@ export const LINGER_BELOW = 64;
  * group is gathered until this many records wait, for at most commitGatherMs (see gatherGroup).
  */
 export const GATHER_TO = 512;
+
+/** A slow group write is logged at most this often (each one is counted). */
+export const SLOW_WRITE_WARN_EVERY_MS = 60_000;
 /**
  * Bytes a log iterator reads from LevelDB per round trip to the thread pool (classic-level's
  * `highWaterMarkBytes`; its default, 16 KiB, is less than one 32 KiB frame). With the default a
@@ -317,6 +329,8 @@ export class DurableLog {
   private flushScheduled = false;
   /** Records in the last group committed: decides whether the next one lingers (scheduleFlush). */
   private lastGroupSize = 0;
+  /** When onWarn was last told of a slow group write (performance.now(); -Infinity: never). */
+  private slowWarnedAt = Number.NEGATIVE_INFINITY;
   private unsyncedWrites = false;
   private syncTimer: NodeJS.Timeout | null = null;
   private diskTimer: NodeJS.Timeout | null = null;
@@ -350,6 +364,7 @@ export class DurableLog {
     commitWriteMsLast: 0,
     commitWriteMsMax: 0,
     commitWriteMsTotal: 0,
+    slowWrites: 0,
   };
 
   readonly lane: Lane;
@@ -948,6 +963,19 @@ export class DurableLog {
     if (ms > st.commitWriteMsMax) st.commitWriteMsMax = ms;
     st.commitWriteMsTotal += ms;
     this.onCommitWrite?.(ms);
+    if (ms >= this.config.slowWriteMs) {
+      st.slowWrites++;
+      const now = performance.now();
+      if (now - this.slowWarnedAt >= SLOW_WRITE_WARN_EVERY_MS) {
+        this.slowWarnedAt = now;
+        this.onWarn?.(`a group write of the log took ${Math.round(ms)} ms: QoS 1 acknowledgements wait for the disk (worn SD card? busy disk?)`, {
+          ms: Math.round(ms),
+          sync: this.config.sync,
+          slowWrites: st.slowWrites,
+          slowWriteMs: this.config.slowWriteMs,
+        });
+      }
+    }
   }
 
   /** Wait (block) or evict (drop-oldest) until `bytes` more fit. False if the log closed meanwhile. */

@@ -73,6 +73,7 @@ export function gatewayMetrics(gw: Gateway): Registry {
   mirrorCounter(reg, 'sluice_gateway_quarantined_total', 'Log records quarantined (corrupt or refused by the cloud)', [], () => [[{}, s().log.quarantined]]);
   mirrorCounter(reg, 'sluice_gateway_group_commits_total', 'LevelDB group commits', [], () => [[{}, s().log.groupCommits]]);
   reg.registerMetric(gw.commitWrites);
+  mirrorCounter(reg, 'sluice_gateway_slow_commit_writes_total', 'Group writes of the log that took log.slowWrite (default 1 s) or longer', [], () => [[{}, s().log.slowWrites]]);
   mirrorCounter(reg, 'sluice_gateway_forwarded_total', 'Records forwarded and acknowledged by the cloud', [], () => [[{}, s().forwarder.recordsForwarded]]);
   mirrorCounter(reg, 'sluice_gateway_acked_total', 'Records acknowledged by the cloud and removed from the log', [], () => [[{}, s().log.acked]]);
   mirrorCounter(reg, 'sluice_gateway_batches_total', 'Batches sent to the cloud', [], () => [[{}, s().forwarder.batchesSent]]);

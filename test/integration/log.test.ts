@@ -229,6 +229,46 @@ describe.each(implementations)('durable log (%s)', (_name, make) => {
     await Promise.all(waits.map((w) => w.committed));
   });
 
+  it('times each group write; one at or over slowWriteMs is counted, and told to onWarn at most once a minute', async () => {
+    await log.close();
+    log = make(dir.path, { sync: 'always', slowWriteMs: 0 });
+    const warnings: Array<{ message: string; detail: any }> = [];
+    log.onWarn = (message, detail) => warnings.push({ message, detail });
+    const times: number[] = [];
+    log.onCommitWrite = (ms) => times.push(ms);
+    // Only performance.now() is faked (the minute between warnings); LevelDB's I/O runs for real.
+    vi.useFakeTimers({ toFake: ['performance'] });
+    try {
+      await log.open();
+      for (let i = 0; i < 3; i++) await log.append(raw('s', i, i)).committed;
+      expect(log.stats.groupCommits).toBe(3);
+      expect(log.stats.slowWrites).toBe(3);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0].message).toMatch(/group write of the log took \d+ ms: QoS 1 acknowledgements wait for the disk/);
+      expect(warnings[0].detail).toMatchObject({ sync: 'always', slowWrites: 1, slowWriteMs: 0 });
+      vi.advanceTimersByTime(60_000);
+      await log.append(raw('s', 3, 3)).committed;
+      expect(warnings).toHaveLength(2);
+      expect(warnings[1].detail).toMatchObject({ slowWrites: 4 });
+    } finally {
+      vi.useRealTimers();
+    }
+    const st = log.stats;
+    expect(times).toHaveLength(4);
+    expect(st.commitWriteMsLast).toBe(times[3]);
+    expect(st.commitWriteMsMax).toBe(Math.max(...times));
+    expect(st.commitWriteMsTotal).toBeCloseTo(times.reduce((a, b) => a + b), 6);
+  });
+
+  it('a group write faster than slowWriteMs is timed but neither counted nor warned of', async () => {
+    const warnings: string[] = [];
+    log.onWarn = (message) => warnings.push(message);
+    await log.append(raw('f', 1, 1)).committed;
+    expect(log.stats.commitWriteMsTotal).toBeGreaterThan(0);
+    expect(log.stats.slowWrites).toBe(0);
+    expect(warnings).toEqual([]);
+  });
+
   it('refuses appends after close with SLUICE_LOG_CLOSED', async () => {
     await log.close();
     await expect(log.append(raw('a', 1, 1)).committed).rejects.toMatchObject({ code: 'SLUICE_LOG_CLOSED' });

@@ -53,7 +53,7 @@ describe('sample configs in deploy/', () => {
     expect(c).toEqual(d);
     expect(c.cloud.token).toBe('from-env');
     expect(c.clock?.notBeforeMs).toBe(CLOCK_FLOOR_MS);
-    expect(c.log).toMatchObject({ commitLingerMs: 50, commitIdleMs: 5, commitGatherMs: 10 });
+    expect(c.log).toMatchObject({ commitLingerMs: 50, commitIdleMs: 5, commitGatherMs: 10, slowWriteMs: 1000 });
   });
 
   it('the gateway sample documents every key of the schema', () => {
@@ -117,6 +117,7 @@ describe('gateway config refusals name the key', () => {
     ['log.commitLinger', `${base}log:\n  commitLinger: 2s\n`, 'log.commitLinger must be at most 1s'],
     ['log.commitIdle', `${base}log:\n  commitIdle: 0ms\n`, 'log.commitIdle must be between 1ms and 1s'],
     ['log.commitGather', `${base}log:\n  commitGather: 5s\n`, 'log.commitGather must be between 1ms and 1s'],
+    ['log.slowWrite', `${base}log:\n  slowWrite: 0ms\n`, 'log.slowWrite must be at least 1ms'],
     ['forward.maxBatchRecords', `${base}forward:\n  maxBatchRecords: many\n`, '"forward.maxBatchRecords"'],
     ['forward.timeout', `${base}forward:\n  timeout: forever\n`, 'forward.timeout'],
     ['forward.maxBackoff', `${base}forward:\n  maxBackoff: 5 minutes\n`, 'forward.maxBackoff'],
@@ -129,8 +130,8 @@ describe('gateway config refusals name the key', () => {
   });
 
   it('the commit waits come from the file', () => {
-    const c = loadGatewayConfig(file('waits.yaml', `${base}log:\n  commitLinger: 20ms\n  commitIdle: 2ms\n  commitGather: 25ms\n`), {}, {});
-    expect(c.log).toMatchObject({ commitLingerMs: 20, commitIdleMs: 2, commitGatherMs: 25 });
+    const c = loadGatewayConfig(file('waits.yaml', `${base}log:\n  commitLinger: 20ms\n  commitIdle: 2ms\n  commitGather: 25ms\n  slowWrite: 250ms\n`), {}, {});
+    expect(c.log).toMatchObject({ commitLingerMs: 20, commitIdleMs: 2, commitGatherMs: 25, slowWriteMs: 250 });
   });
 
   it('a missing file is refused naming it', () => {
