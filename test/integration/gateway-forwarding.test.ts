@@ -96,7 +96,7 @@ describe('gateway forwarding', () => {
     expect(cli.stderr).toBe('');
     expect(cli.stdout).toMatch(/backlog\s+200 records, \d+ bytes, oldest [\d.]+s, not shrinking/);
     expect(cli.stdout).toMatch(/rates\s+committed \d+\/s, forwarded 0\/s \(last [\d.]+ s\)/);
-    expect(cli.stdout).toMatch(/group commits\s+\d+ \(writes: last [\d.]+ ms, mean [\d.]+ ms, slowest [\d.]+ ms\)/);
+    expect(cli.stdout).toMatch(/group commits\s+\d+ \(writes: last [\d.]+ ms, mean [\d.]+ ms, slowest [\d.]+ ms(, \d+ slow \(log\.slowWrite\))?\)/);
     down = false;
     await until('backlog forwarded', () => gw.log.stats.backlogRecords === 0);
     const after = await status();
