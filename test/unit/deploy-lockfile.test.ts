@@ -12,6 +12,7 @@ import { ROOT } from '../../deploy/processes.js';
 interface LockEntry {
   version?: string;
   optionalDependencies?: Record<string, string>;
+  hasInstallScript?: boolean;
 }
 
 describe('package-lock.json', () => {
@@ -31,5 +32,14 @@ describe('package-lock.json', () => {
   it('pins the native CBOR extractor for the Raspberry Pi (linux-arm64 and linux-arm)', () => {
     expect(lock.packages['node_modules/@cbor-extract/cbor-extract-linux-arm64']?.version).toMatch(/^\d/);
     expect(lock.packages['node_modules/@cbor-extract/cbor-extract-linux-arm']?.version).toMatch(/^\d/);
+  });
+
+  it('every pinned package with an install script is approved in package.json allowScripts (npm 12 skips the others)', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { allowScripts?: Record<string, boolean> };
+    const withScripts = Object.entries(lock.packages)
+      .filter(([path, e]) => path !== '' && e.hasInstallScript)
+      .map(([path]) => path.replace(/^.*node_modules\//, ''));
+    expect(withScripts.length).toBeGreaterThan(0);
+    expect(withScripts.filter((name) => pkg.allowScripts?.[name] !== true)).toEqual([]);
   });
 });
