@@ -261,7 +261,7 @@ const median = (xs: number[]): number => {
  * One ingest run against a Sluice gateway: readings/s accepted (QoS 1: PUBACKed; QoS 0: committed)
  * and QoS 0 readings shed. `cloud`: the whole stack on this host instead of the gateway alone.
  */
-async function ingestSluice(qos: 0 | 1, cloud: boolean): Promise<{ rate: number; shed: number; cpuUs: number; perGroup?: number; writeMs?: { mean: number; max: number } }> {
+async function ingestSluice(qos: 0 | 1, cloud: boolean): Promise<{ rate: number; shed: number; cpuUs: number; commits?: { perGroup: number; writeMeanMs: number; writeMaxMs: number } }> {
   const s = await startStack({ cloud });
   const pid = s.gateway.child.pid!;
   try {
@@ -272,7 +272,7 @@ async function ingestSluice(qos: 0 | 1, cloud: boolean): Promise<{ rate: number;
       // (bare aedes waits for no disk), so each round's figure comes with both.
       const log = (await gwStatus(s)).log;
       const groups = Math.max(1, log.groupCommits);
-      return { ...r, shed: 0, perGroup: log.committed / groups, writeMs: { mean: log.commitWriteMsTotal / groups, max: log.commitWriteMsMax } };
+      return { ...r, shed: 0, commits: { perGroup: log.committed / groups, writeMeanMs: log.commitWriteMsTotal / groups, writeMaxMs: log.commitWriteMsMax } };
     }
     const before = (await gwStatus(s)).ingest.committed;
     const c0 = procStat(pid).cpuMs;
@@ -326,22 +326,23 @@ async function benchIngest(qos: 0 | 1): Promise<void> {
   const writeMax: number[] = [];
   for (let i = 0; i < P.ingestRounds; i++) {
     const s = await ingestSluice(qos, false);
-    if (s.perGroup !== undefined) perGroup.push(round(s.perGroup));
-    if (s.writeMs !== undefined) {
-      writeMean.push(round(s.writeMs.mean, 2));
-      writeMax.push(round(s.writeMs.max, 1));
+    const c = s.commits;
+    if (c) {
+      perGroup.push(round(c.perGroup));
+      writeMean.push(round(c.writeMeanMs, 2));
+      writeMax.push(round(c.writeMaxMs, 1));
     }
     sluice.push(s.rate);
     shed.push(s.shed);
     const b = await ingestBare(qos);
     bare.push(b.rate);
     cpuRatios.push(s.cpuUs / b.cpuUs);
-    progress(`  round ${i + 1}: sluice ${s.rate.toFixed(0)}/s${qos === 0 ? ` (shed ${s.shed})` : ''}, bare aedes ${bare[i].toFixed(0)}/s, ratio ${(s.rate / bare[i]).toFixed(3)}; CPU per reading ${s.cpuUs.toFixed(1)} / ${b.cpuUs.toFixed(1)} µs${s.perGroup !== undefined ? `; ${s.perGroup.toFixed(0)} readings per group commit, writes ${s.writeMs!.mean.toFixed(2)} ms mean / ${s.writeMs!.max.toFixed(1)} ms slowest` : ''}`);
+    progress(`  round ${i + 1}: sluice ${s.rate.toFixed(0)}/s${qos === 0 ? ` (shed ${s.shed})` : ''}, bare aedes ${bare[i].toFixed(0)}/s, ratio ${(s.rate / bare[i]).toFixed(3)}; CPU per reading ${s.cpuUs.toFixed(1)} / ${b.cpuUs.toFixed(1)} µs${c ? `; ${c.perGroup.toFixed(0)} readings per group commit, writes ${c.writeMeanMs.toFixed(2)} ms mean / ${c.writeMaxMs.toFixed(1)} ms slowest` : ''}`);
   }
   r.cpu_per_reading_ratio = round(median(cpuRatios), 3);
   r.cpu_per_reading_ratio_rounds = cpuRatios.map((x) => round(x, 3));
-  if (perGroup.length > 0) r.readings_per_group_commit_rounds = perGroup;
-  if (writeMean.length > 0) {
+  if (perGroup.length > 0) {
+    r.readings_per_group_commit_rounds = perGroup;
     r.group_write_ms_mean_rounds = writeMean;
     r.group_write_ms_max_rounds = writeMax;
   }
